@@ -1,0 +1,16 @@
+import { NEED_MORE, noMatch, type Probe, type ProbeResult } from './probe.js';
+
+/**
+ * A Flash Player socket policy request: the player connects (to port 843, or
+ * to the target port itself) and sends exactly these 23 bytes, NUL included,
+ * expecting the policy XML back. The bytes after it, if any, do not matter.
+ */
+export const POLICY_REQUEST = Buffer.from('<policy-file-request/>\0', 'latin1');
+
+const MATCH: ProbeResult = Object.freeze({ kind: 'match', complete: true });
+
+export const probeFlashPolicy: Probe = (bytes) => {
+  const compared = Math.min(bytes.length, POLICY_REQUEST.length);
+  if (bytes.compare(POLICY_REQUEST, 0, compared, 0, compared) !== 0) return noMatch('not a policy file request');
+  return compared === POLICY_REQUEST.length ? MATCH : NEED_MORE;
+};
