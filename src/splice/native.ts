@@ -1,0 +1,466 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type net from 'node:net';
+import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { getSystemErrorName } from 'node:util';
+
+/**
+ * Zero-copy Linux fast path for a routed connection: a small N-API addon
+ * (src/splice/native/splice.c) takes over both sockets' fds and moves bytes
+ * with splice(2) through pipes in one native thread, so JavaScript is out of
+ * the data path and the JS socket objects are freed. When the addon is not
+ * available, `nativeSpliceUnavailable` says why and callers use the
+ * JavaScript splice (./splice.ts).
+ */
+
+export interface NativeSpliceResult {
+  /** bytes moved by the native loop from a to b, and from b to a (not counting what JS moved before adopt). */
+  aToB: number;
+  bToA: number;
+  /** why it ended: both sides finished (FIN both ways, everything delivered), an error/reset on one side, idle timeout on one side, or abort() */
+  end: 'done' | 'a-error' | 'b-error' | 'a-timeout' | 'b-timeout' | 'aborted';
+  /** which side sent its FIN (or failed) first, null if aborted before either */
+  firstEnd: 'a' | 'b' | null;
+  /** e.g. 'ECONNRESET' for *-error */
+  error?: string;
+  /**
+   * How many of aToB (bToA) were bytes JS had already read from a (b) before
+   * adopt (readableLength at the hand-over), so already counted in
+   * a.bytesRead (b.bytesRead). Bytes received from a in all:
+   * a.bytesRead + aToB - bufferedAToB; sent to a: a.bytesWritten + bToA.
+   */
+  bufferedAToB: number;
+  bufferedBToA: number;
+  /** The connection's bytes in all, JS's before the hand-over and the loop's after (as counters() gave them last). */
+  bytes: NativeSpliceBytes;
+}
+
+/** Bytes of an adopted connection, from its JS sockets' start on. */
+export interface NativeSpliceBytes {
+  /** received from a (b): bytesRead of the JS socket at the hand-over plus what the loop read since */
+  fromA: number;
+  fromB: number;
+  /** sent to a (b): bytesWritten of the JS socket at the hand-over plus what the loop delivered since */
+  toA: number;
+  toB: number;
+}
+
+export interface NativeSpliceCounters extends NativeSpliceBytes {
+  /** bytes held for the connection in userland now: the JS sockets' buffers while flushing, then the addon's own (pre-buffers, recv()/send() tails) */
+  heldUserland: number;
+  /** bytes in the loop's pipes now (kernel memory the proxy holds for the connection, beyond the sockets' buffers) */
+  heldInPipes: number;
+}
+
+export interface NativeSplice {
+  abort(): void;
+  /** Live figures (read from the native thread without locking: a recent value while bytes move). */
+  counters(): NativeSpliceCounters;
+}
+
+interface Binding {
+  start(onBatch: (batch: number[]) => void): void;
+  adopt(fdA: number, fdB: number, preA: Buffer | null, preB: Buffer | null, flags: number, idleMs: number, id: number): object;
+  abort(handle: object): void;
+  /** [readA, readB, aToB, bToA, unsentAToB, unsentBToA, inPipeAToB, inPipeBToA] */
+  counters(handle: object): number[];
+  stats(): NativeSpliceStats;
+  connSize: number;
+}
+
+/** Counters of the native thread (read without locking: approximate while busy). */
+export interface NativeSpliceStats {
+  /** adopted connections whose spliceDone has not run yet */
+  live: number;
+  /** pipes held by a direction with bytes in flight */
+  pipesInUse: number;
+  /** idle pipes kept for reuse */
+  pipesPooled: number;
+  pipesCreated: number;
+  /** chunks that went through recv()/send() because no pipe could be had */
+  fallbackChunks: number;
+  /** pipes not created because pipesMax (a sixteenth of the open-file limit) exist already */
+  pipesRefused: number;
+  pipesMax: number;
+}
+
+const ADDON = 'sniffmux_splice.node';
+
+function load(): { binding: Binding | null; why: string | null } {
+  if (process.platform !== 'linux') return { binding: null, why: `not Linux (platform ${process.platform})` };
+  if (process.env.SNIFFMUX_NATIVE_SPLICE === '0') return { binding: null, why: 'disabled by SNIFFMUX_NATIVE_SPLICE=0' };
+  // From src/splice/ and from dist/splice/ (the addon is built in the source tree).
+  const candidates = [
+    new URL(`./native/build/Release/${ADDON}`, import.meta.url),
+    new URL(`../../src/splice/native/build/Release/${ADDON}`, import.meta.url),
+  ].map((u) => fileURLToPath(u));
+  const require = createRequire(import.meta.url);
+  const errors: string[] = [];
+  for (const file of new Set(candidates)) {
+    if (!existsSync(file)) continue;
+    try {
+      return { binding: require(file) as Binding, why: null };
+    } catch (err) {
+      errors.push(`${file}: ${(err as Error).message}`);
+    }
+  }
+  if (errors.length > 0) return { binding: null, why: `addon failed to load: ${errors.join('; ')}` };
+  return {
+    binding: null,
+    why: `addon not built (no ${candidates[0]}; run npm install, or npx node-gyp rebuild --directory=src/splice/native)`,
+  };
+}
+
+const loaded = load();
+const binding = loaded.binding;
+
+/** null when available; otherwise why not (not Linux, addon not built, load error text). */
+export const nativeSpliceUnavailable: string | null = loaded.why;
+
+/** sizeof the native per-connection struct, in bytes (0 when unavailable). */
+export const nativeConnSize: number = binding?.connSize ?? 0;
+
+export function nativeSpliceStats(): NativeSpliceStats | null {
+  return binding ? binding.stats() : null;
+}
+
+const END = ['done', 'a-error', 'b-error', 'a-timeout', 'b-timeout', 'aborted'] as const;
+const F_A_EOF = 1;
+const F_B_EOF = 2;
+const F_A_WR_SHUT = 4;
+const F_B_WR_SHUT = 8;
+/** The longest a Node timer takes (a longer one fires at once). */
+const TIMER_MAX = 2 ** 31 - 1;
+/** Fields per connection in a batch of completions, see call_js in splice.c. */
+const BATCH_FIELDS = 10;
+
+const live = new Map<number, Adoption>();
+let nextId = 1;
+let startError: string | null | undefined;
+
+/**
+ * Starts the native thread (once): null when it runs, else why it cannot
+ * (the addon is unavailable, or epoll/eventfd/the thread could not be had,
+ * e.g. out of descriptors). A failed start is tried again on the next call.
+ */
+export function startNativeSplice(): string | null {
+  if (binding === null) return nativeSpliceUnavailable;
+  if (startError === null) return null;
+  try {
+    binding.start(onBatch);
+    startError = null;
+  } catch (err) {
+    startError = `the native splice thread could not start: ${(err as Error).message}`;
+  }
+  return startError;
+}
+
+/** One call per batch of completions from the native thread: [id, end, first, aToB, bToA, errno, preLeftA, preLeftB, readA, readB]*. */
+function onBatch(batch: number[]): void {
+  const done: Array<[Adoption, NativeSpliceResult]> = [];
+  // First mark every handle of the batch done, so a spliceDone that aborts
+  // another connection of the same batch is a no-op.
+  for (let i = 0; i + BATCH_FIELDS - 1 < batch.length; i += BATCH_FIELDS) {
+    const job = live.get(batch[i]!);
+    if (!job) continue;
+    live.delete(batch[i]!);
+    job.handle = null;
+    const end = END[batch[i + 1]!] ?? 'aborted';
+    const first = batch[i + 2]!;
+    const aToB = batch[i + 3]!;
+    const bToA = batch[i + 4]!;
+    const result: NativeSpliceResult = {
+      aToB,
+      bToA,
+      end,
+      firstEnd: first === 0 ? 'a' : first === 1 ? 'b' : null,
+      bufferedAToB: job.preA - batch[i + 6]!,
+      bufferedBToA: job.preB - batch[i + 7]!,
+      bytes: job.totals(batch[i + 8]!, batch[i + 9]!, aToB, bToA),
+    };
+    if ((end === 'a-error' || end === 'b-error') && batch[i + 5]) result.error = errnoName(batch[i + 5]!);
+    done.push([job, result]);
+  }
+  for (const [job, result] of done) job.finish(result);
+}
+
+function errnoName(errno: number): string {
+  try {
+    return getSystemErrorName(-errno);
+  } catch {
+    return `errno ${errno}`;
+  }
+}
+
+type Side = 'a' | 'b';
+
+/** What the hand-over waits for on one socket before its fd can be taken. */
+function settled(s: net.Socket): boolean {
+  return !s.connecting && s.writableLength === 0 && (!s.writableEnded || s.writableFinished);
+}
+
+/** A FIN was received (even if 'end' has not been emitted yet). */
+function finReceived(s: net.Socket): boolean {
+  const state = (s as unknown as { _readableState?: { ended?: boolean } })._readableState;
+  return s.readableEnded || state?.ended === true;
+}
+
+function fdOf(s: net.Socket): number {
+  const fd = (s as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+  return typeof fd === 'number' ? fd : -1;
+}
+
+/** Everything read into JS but not consumed, without handing it to any listener. */
+function takeBuffered(s: net.Socket): Buffer | null {
+  if (s.readableLength === 0) return null;
+  const chunks: Buffer[] = [];
+  let chunk: unknown;
+  while ((chunk = s.read()) !== null) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+  return chunks.length === 0 ? null : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+}
+
+function noop(): void {}
+
+const NOTHING: NativeSpliceBytes = { fromA: 0, fromB: 0, toA: 0, toB: 0 };
+
+class Adoption implements NativeSplice {
+  /** the native conn while the native loop owns it; null before and after */
+  handle: object | null = null;
+  /** bytes JS had read from a (b) and not consumed, handed to the native loop */
+  preA = 0;
+  preB = 0;
+  private state: 'flushing' | 'native' | 'done' = 'flushing';
+  private readonly cleanups: Array<() => void> = [];
+  /** the JS sockets' counts: live while flushing, frozen at the hand-over */
+  private js: NativeSpliceBytes = NOTHING;
+  /** the last result, for counters() once done */
+  private final: NativeSpliceBytes | null = null;
+
+  /** the JS sockets until the hand-over (then dropped, so they can be collected) */
+  private sockets: [a: net.Socket, b: net.Socket] | null;
+
+  constructor(
+    a: net.Socket,
+    b: net.Socket,
+    private readonly idleMs: number,
+    private readonly owner: SpliceOwner,
+    private readonly id: number,
+  ) {
+    this.sockets = [a, b];
+  }
+
+  start(): void {
+    const [a, b] = this.sockets!;
+    for (const [side, s] of [['a', a], ['b', b]] as const) {
+      // Nothing else may see the bytes from here on; they go to the other side natively.
+      s.removeAllListeners('data');
+      s.removeAllListeners('readable');
+      s.pause();
+      while (s.writableCorked > 0) s.uncork(); // a corked write would never flush
+      s.on('error', noop); // the socket is ours now: never an unhandled 'error'
+      const onError = (err: NodeJS.ErrnoException) => this.failBeforeNative(`${side}-error`, side, err.code ?? err.message);
+      const onClose = () => this.failBeforeNative(`${side}-error`, side, 'ERR_SOCKET_CLOSED');
+      // A peer that does not take what JS wrote keeps the flush waiting: the idle timeout holds here too.
+      const onTimeout = () => this.failBeforeNative(`${side}-timeout`, side);
+      s.on('error', onError);
+      s.on('close', onClose);
+      s.on('timeout', onTimeout);
+      s.setTimeout(Math.min(this.idleMs, TIMER_MAX));
+      this.cleanups.push(() => {
+        s.off('error', onError);
+        s.off('close', onClose);
+        s.off('timeout', onTimeout);
+        s.setTimeout(0);
+      });
+    }
+    this.flush();
+  }
+
+  /** Waits for what JS already wrote to reach the kernel, then hands over (synchronously). */
+  private flush(): void {
+    if (this.state !== 'flushing') return;
+    for (const s of this.sockets!) {
+      if (settled(s)) continue;
+      if (s.connecting) s.once('connect', () => this.flush());
+      else if (s.writableEnded) s.once('finish', () => this.flush());
+      // An empty write completes after every write before it has completed.
+      else s.write(Buffer.alloc(0), () => this.flush());
+      return;
+    }
+    this.handOver();
+  }
+
+  private handOver(): void {
+    const [a, b] = this.sockets!;
+    const fdA = fdOf(a);
+    const fdB = fdOf(b);
+    if (fdA < 0 || fdB < 0) {
+      this.failBeforeNative(fdA < 0 ? 'a-error' : 'b-error', fdA < 0 ? 'a' : 'b', 'EBADF');
+      return;
+    }
+    const preA = takeBuffered(a);
+    const preB = takeBuffered(b);
+    this.preA = preA?.length ?? 0;
+    this.preB = preB?.length ?? 0;
+    const flags =
+      (finReceived(a) ? F_A_EOF : 0) |
+      (finReceived(b) ? F_B_EOF : 0) |
+      (a.writableEnded ? F_A_WR_SHUT : 0) |
+      (b.writableEnded ? F_B_WR_SHUT : 0);
+    let handle: object;
+    try {
+      handle = binding!.adopt(fdA, fdB, preA, preB, flags, this.idleMs, this.id);
+    } catch (err) {
+      // dup() failed (EMFILE): the connection cannot be handed over.
+      const errno = (err as { errno?: number }).errno;
+      const reason = errno ? errnoName(errno) : (err as Error).message;
+      if (this.owner.spliceRefused) return this.giveBack(preA, preB, reason);
+      this.failBeforeNative('a-error', 'a', reason);
+      return;
+    }
+    this.js = jsBytes(a, b);
+    this.state = 'native';
+    this.handle = handle;
+    live.set(this.id, this);
+    for (const c of this.cleanups.splice(0)) c();
+    this.sockets = null;
+    // libuv removes its fd from its epoll set and closes it; the dup keeps the connection open.
+    a.destroy();
+    b.destroy();
+  }
+
+  /** The sockets go back to the caller as they were: the bytes taken from their buffers in front again, paused, none of our listeners. */
+  private giveBack(preA: Buffer | null, preB: Buffer | null, reason: string): void {
+    const [a, b] = this.sockets!;
+    if (preA) a.unshift(preA);
+    if (preB) b.unshift(preB);
+    this.state = 'done';
+    for (const c of this.cleanups.splice(0)) c();
+    this.sockets = null;
+    process.nextTick(() => this.owner.spliceRefused!(a, b, reason)); // never from inside adoptSockets()
+  }
+
+  /** An error, close or timeout while waiting for the flush: nothing was handed over. */
+  private failBeforeNative(end: NativeSpliceResult['end'], side: Side | null, code?: string): void {
+    if (this.state !== 'flushing') return;
+    this.state = 'done';
+    const bytes = this.sockets ? jsBytes(...this.sockets) : NOTHING;
+    this.final = bytes;
+    this.destroySockets();
+    const result: NativeSpliceResult = { aToB: 0, bToA: 0, end, firstEnd: side, bufferedAToB: 0, bufferedBToA: 0, bytes };
+    if (code !== undefined) result.error = code;
+    process.nextTick(() => this.owner.spliceDone(result));
+  }
+
+  private destroySockets(): void {
+    for (const c of this.cleanups.splice(0)) c();
+    for (const s of this.sockets ?? []) s.destroy();
+    this.sockets = null;
+  }
+
+  abort(): void {
+    if (this.state === 'native' && this.handle) binding!.abort(this.handle);
+    else this.failBeforeNative('aborted', null);
+  }
+
+  counters(): NativeSpliceCounters {
+    if (this.state === 'flushing') {
+      const [a, b] = this.sockets!;
+      const held = a.writableLength + a.readableLength + b.writableLength + b.readableLength;
+      return { ...jsBytes(a, b), heldUserland: held, heldInPipes: 0 };
+    }
+    if (this.handle === null) return { ...(this.final ?? this.js), heldUserland: 0, heldInPipes: 0 };
+    const [readA, readB, aToB, bToA, unsentAToB, unsentBToA, inPipeAToB, inPipeBToA] = binding!.counters(this.handle) as [
+      number, number, number, number, number, number, number, number,
+    ];
+    return { ...this.totals(readA, readB, aToB, bToA), heldUserland: unsentAToB + unsentBToA, heldInPipes: inPipeAToB + inPipeBToA };
+  }
+
+  /** JS's counts at the hand-over plus the loop's. */
+  totals(readA: number, readB: number, aToB: number, bToA: number): NativeSpliceBytes {
+    const js = this.js;
+    return { fromA: js.fromA + readA, fromB: js.fromB + readB, toA: js.toA + bToA, toB: js.toB + aToB };
+  }
+
+  finish(result: NativeSpliceResult): void {
+    if (this.state === 'done') return;
+    this.state = 'done';
+    this.handle = null;
+    this.final = result.bytes;
+    try {
+      this.owner.spliceDone(result);
+    } catch (err) {
+      // Not thrown into the native callback: surfaces as an ordinary uncaught exception.
+      process.nextTick(() => {
+        throw err;
+      });
+    }
+  }
+}
+
+function jsBytes(a: net.Socket, b: net.Socket): NativeSpliceBytes {
+  return { fromA: a.bytesRead, fromB: b.bytesRead, toA: a.bytesWritten, toB: b.bytesWritten };
+}
+
+/**
+ * Takes over two connected plain TCP sockets (net.Socket, not TLS): waits until
+ * everything already written to either JS socket has been flushed to the kernel,
+ * forwards anything already read into JS buffers (readableLength) to the other side,
+ * then dup()s both fds, destroys the JS sockets (which closes libuv's fd after
+ * removing it from libuv's epoll — the dup keeps the connection open), and splices
+ * natively both ways with half-close (FIN from one side → shutdown(SHUT_WR) on the
+ * other once its pipe is drained), backpressure (a full destination stops reading
+ * that direction) and an idle timeout per side (idleMs: no bytes read from or
+ * written to that side for idleMs; 0 = none; it also bounds the wait for the
+ * flush). If a socket already received FIN (readableEnded) or has already ended
+ * its writable side before adopt, that state is carried over. owner.spliceDone is called
+ * exactly once, on the JS main thread, after both fds are closed.
+ *
+ * Throws (and leaves the sockets untouched) if the native splice is unavailable
+ * or its thread cannot start (see startNativeSplice), or if a socket is not a
+ * live plain TCP socket (already destroyed included): the caller splices in
+ * JavaScript then.
+ *
+ * From the call on, the sockets belong to the native splice: their 'data' and
+ * 'readable' listeners are removed (bytes buffered in JS go to the other side
+ * natively, never to a listener), and they are destroyed at the hand-over, so
+ * their 'close' listeners run then, not when the connection ends. An error or
+ * close while waiting for the flush ends it as `<side>-error` with nothing moved.
+ * If the descriptors cannot be taken at the hand-over (out of descriptors),
+ * owner.spliceRefused gets the sockets back; without it that ends as `a-error`.
+ */
+/**
+ * Who hears how an adopted connection ends: an object rather than callbacks,
+ * so that a caller holding many connections needs no closure for each.
+ */
+export interface SpliceOwner {
+  /** Called exactly once, on the JS main thread, after both fds are closed. */
+  spliceDone(result: NativeSpliceResult): void;
+  /**
+   * The loop could not take the descriptors (dup() failed, e.g. EMFILE): a and
+   * b are as they were before adoptSockets, paused, with what JS had buffered
+   * still in front; spliceDone is not called. Called on a later tick, never
+   * from inside adoptSockets.
+   */
+  spliceRefused?(a: net.Socket, b: net.Socket, reason: string): void;
+}
+
+export function adoptSockets(
+  a: net.Socket,
+  b: net.Socket,
+  idleMs: number,
+  owner: SpliceOwner,
+): NativeSplice {
+  if (binding === null) throw new Error(`native splice unavailable: ${nativeSpliceUnavailable}`);
+  if (a instanceof tls.TLSSocket || b instanceof tls.TLSSocket) throw new TypeError('adoptSockets: plain TCP sockets only, not TLS');
+  if (a === b) throw new TypeError('adoptSockets: a and b are the same socket');
+  if (a.destroyed || b.destroyed) throw new Error('adoptSockets: socket already destroyed');
+  if (!(idleMs >= 0)) throw new RangeError(`adoptSockets: idleMs must be a number >= 0 (got ${idleMs})`);
+  if ((!a.connecting && fdOf(a) < 0) || (!b.connecting && fdOf(b) < 0)) throw new TypeError('adoptSockets: a socket without a file descriptor (not a plain TCP socket)');
+  const notStarted = startNativeSplice();
+  if (notStarted !== null) throw new Error(notStarted);
+  const job = new Adoption(a, b, Math.min(Math.ceil(idleMs), 0xffffffff), owner, nextId++);
+  job.start();
+  return job;
+}

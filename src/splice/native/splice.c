@@ -1,0 +1,986 @@
+/*
+ * sniffmux native splice: moves bytes between two connected TCP sockets with
+ * splice(2) through pipes, in one native thread (epoll, edge-triggered), so
+ * that once a connection is routed JavaScript is out of the data path.
+ *
+ * Threads and ownership
+ *   - The JS main thread dup()s the two fds (adopt), allocates a conn and
+ *     hands it to the splice thread through a mutex-protected command queue
+ *     plus an eventfd. abort() goes through the same queue.
+ *   - The splice thread owns everything about a live conn (fds, pipes,
+ *     counters). When a conn ends it closes both fds, then puts the conn on a
+ *     completion queue and, if that queue was empty, calls the one
+ *     threadsafe function; the main thread drains the whole queue per call
+ *     (completions are batched).
+ *   - A conn is freed when its reference count drops to zero: one reference
+ *     for the thread (dropped after the epoll batch in which it was closed, so
+ *     later events of the same batch never touch freed memory), one for JS
+ *     (dropped once its completion was delivered), one per abort in flight.
+ *   - The tsfn is ref'd while any conn is live and unref'd when none is; both
+ *     only on the main thread (adopt and the completion callback).
+ *
+ * Pipes
+ *   An idle connection holds no pipe: a direction takes one from a small pool
+ *   (or pipe2) when it is readable, splices socket -> pipe, drains pipe ->
+ *   socket, and returns the pipe as soon as it is empty. The pool keeps at most
+ *   POOL_MAX idle pipes. If pipe2() fails (EMFILE/ENFILE) the chunk goes
+ *   through recv()/send() and a per-thread buffer instead; an unsent tail is
+ *   kept per direction in a malloc'd block (at most FALLBACK_CHUNK bytes).
+ *
+ *   Pipes cost descriptors, which accept() and connect() need too: at most
+ *   pipes_max (a sixteenth of RLIMIT_NOFILE, see js_start) exist at once, in
+ *   use or pooled; past that a direction goes through recv()/send() as if
+ *   pipe2() had failed. So slow readers, each pinning a full pipe, cannot use
+ *   up the process's descriptors.
+ *
+ * Counters JS reads while the conn is live (live bytes in status and
+ * metrics, bytes held): one writer (the thread), relaxed atomic loads and
+ * stores, so a read is a recent value, never a torn one.
+ *
+ * Per-connection memory: sizeof(conn_t) (see connSize exported to JS), plus
+ * the JS pre-buffers while they are written.
+ */
+#ifndef __linux__
+#error "sniffmux native splice needs Linux (splice(2), epoll, eventfd)"
+#endif
+
+#include <node_api.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define POOL_MAX 128          /* idle pipes kept for reuse (2 fds each) */
+#define CHUNK (1 << 20)       /* ask splice for up to this much; the pipe's capacity limits it */
+#define FALLBACK_CHUNK 16384  /* recv()/send() chunk when no pipe can be had */
+#define BUDGET 16             /* chunks per direction per turn before other conns get a go */
+#define SCAN_MS 250           /* idle timeouts are checked at least this often when any conn has one */
+#define MAX_EVENTS 256
+
+#define LOAD(v) __atomic_load_n(&(v), __ATOMIC_RELAXED)
+#define STORE(v, x) __atomic_store_n(&(v), (x), __ATOMIC_RELAXED)
+
+enum { END_DONE = 0, END_A_ERROR, END_B_ERROR, END_A_TIMEOUT, END_B_TIMEOUT, END_ABORTED };
+
+/* flags passed by adopt() */
+enum { F_A_EOF = 1, F_B_EOF = 2, F_A_WR_SHUT = 4, F_B_WR_SHUT = 8 };
+
+/* One direction: src = side d, dst = side 1-d (d 0 is a->b, 1 is b->a). */
+typedef struct dir {
+  char *pend;          /* bytes to send to dst before anything else */
+  uint64_t moved;      /* bytes delivered to dst (read by JS) */
+  uint64_t read;       /* bytes read from src by this loop (read by JS) */
+  int pr, pw;          /* pipe read / write end, -1 when no pipe is held */
+  uint32_t in_pipe;    /* bytes in the pipe (read by JS) */
+  uint32_t pend_off, pend_len;
+  uint32_t unsent;     /* pend_len - pend_off (read by JS) */
+  uint8_t src_eof;     /* FIN (or EOF) seen on src */
+  uint8_t dst_shut;    /* shutdown(SHUT_WR) done on dst (or was before adopt) */
+} dir_t;
+
+typedef struct conn {
+  dir_t d[2];
+  struct conn *q_next;     /* command queue (main -> thread) */
+  struct conn *done_next;  /* completion queue (thread -> main) */
+  struct conn *ready_next; /* thread: conns with work left this turn */
+  struct conn *prev, *next;/* thread: all registered conns (idle scan) */
+  double id;
+  uint32_t last[2];        /* ms (mod 2^32), last byte read from or written to each side */
+  uint32_t last_rd[2];     /* ms (mod 2^32), last byte read from each side */
+  int fd[2];
+  uint32_t pre_left[2];    /* bytes of the JS pre-buffer (first bytes of pend) not yet sent */
+  uint32_t idle_ms;
+  int refs;                /* atomic */
+  int err;                 /* errno for *-error */
+  int8_t end, first;       /* END_*, -1 while live; first side to FIN/fail or -1 */
+  uint8_t rd[2], wr[2];    /* edge-triggered readiness per side */
+  uint8_t queued, abort_req, registered, closed, in_ready;
+} conn_t;
+
+typedef struct state {
+  napi_env env;
+  napi_threadsafe_function tsfn;
+  pthread_t thread;
+  int started;
+  int epfd, evfd;
+  pthread_mutex_t mu;
+  /* under mu */
+  conn_t *q_head, *q_tail;
+  conn_t *done_head, *done_tail;
+  int stop;
+  /* main thread only */
+  uint64_t live;
+  /* splice thread only */
+  conn_t *all;
+  conn_t *ready_head, *ready_tail;
+  conn_t *dead;
+  uint32_t n_timed;
+  int64_t now, next_scan;  /* ms, CLOCK_MONOTONIC */
+  uint32_t t;              /* (uint32_t)now, for the per-conn stamps */
+  int npool;
+  int pool[POOL_MAX][2];
+  uint32_t pipes_max;      /* pipes in use + pooled, at most (set by start) */
+  char *buf;
+  /* stats, written by the thread, read racily by JS */
+  uint32_t pipes_in_use, pipes_created, fallback_chunks, pipes_refused;
+} state_t;
+
+/* ------------------------------------------------------------------ utils */
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void conn_unref(conn_t *c) {
+  if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0) free(c);
+}
+
+static void wake(state_t *s) {
+  uint64_t one = 1;
+  ssize_t r;
+  do r = write(s->evfd, &one, sizeof one); while (r < 0 && errno == EINTR);
+}
+
+/* ------------------------------------------------------------------ pipes */
+
+static int pipe_acquire(state_t *s, dir_t *x) {
+  if (x->pr >= 0) return 0;
+  if (s->npool > 0) {
+    STORE(s->npool, s->npool - 1);
+    x->pr = s->pool[s->npool][0];
+    x->pw = s->pool[s->npool][1];
+  } else {
+    int p[2];
+    if (s->pipes_in_use >= s->pipes_max) {
+      STORE(s->pipes_refused, s->pipes_refused + 1);
+      return -1;
+    }
+    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) return -1;
+    x->pr = p[0];
+    x->pw = p[1];
+    STORE(s->pipes_created, s->pipes_created + 1);
+  }
+  STORE(s->pipes_in_use, s->pipes_in_use + 1);
+  return 0;
+}
+
+/* Gives the pipe back: to the pool if empty and the pool has room, else closed. */
+static void pipe_release(state_t *s, dir_t *x) {
+  if (x->pr < 0) return;
+  if (x->in_pipe == 0 && s->npool < POOL_MAX) {
+    s->pool[s->npool][0] = x->pr;
+    s->pool[s->npool][1] = x->pw;
+    STORE(s->npool, s->npool + 1);
+  } else {
+    close(x->pr);
+    close(x->pw);
+  }
+  x->pr = x->pw = -1;
+  STORE(x->in_pipe, 0);
+  STORE(s->pipes_in_use, s->pipes_in_use - 1);
+}
+
+static void drop_pending(dir_t *x) {
+  free(x->pend);
+  x->pend = NULL;
+  x->pend_off = x->pend_len = 0;
+  STORE(x->unsent, 0);
+}
+
+/* ------------------------------------------------------------ completion */
+
+static void close_conn(state_t *s, conn_t *c) {
+  if (c->closed) return;
+  c->closed = 1;
+  for (int i = 0; i < 2; i++) {
+    if (c->registered) epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd[i], NULL);
+    close(c->fd[i]);
+    c->fd[i] = -1;
+    pipe_release(s, &c->d[i]);
+    drop_pending(&c->d[i]);
+  }
+  if (c->registered) {
+    if (c->prev) c->prev->next = c->next; else s->all = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    if (c->idle_ms) s->n_timed--;
+  }
+  /* the thread's reference is dropped after this epoll batch (if c is on the
+     ready list, when the ready list gets to it) */
+  if (!c->in_ready) {
+    c->ready_next = s->dead;
+    s->dead = c;
+  }
+  pthread_mutex_lock(&s->mu);
+  int was_empty = s->done_head == NULL;
+  c->done_next = NULL;
+  if (s->done_tail) s->done_tail->done_next = c; else s->done_head = c;
+  s->done_tail = c;
+  pthread_mutex_unlock(&s->mu);
+  if (was_empty) napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
+}
+
+static void fail(state_t *s, conn_t *c, int side, int err) {
+  if (c->closed) return;
+  c->end = side ? END_B_ERROR : END_A_ERROR;
+  c->err = err;
+  if (c->first < 0) c->first = (int8_t)side;
+  close_conn(s, c);
+}
+
+static void mark_ready(state_t *s, conn_t *c) {
+  if (c->in_ready || c->closed) return;
+  c->in_ready = 1;
+  c->ready_next = NULL;
+  if (s->ready_tail) s->ready_tail->ready_next = c; else s->ready_head = c;
+  s->ready_tail = c;
+}
+
+/* ------------------------------------------------------------------- pump */
+
+static void delivered(state_t *s, conn_t *c, dir_t *x, int dst, size_t n) {
+  STORE(x->moved, x->moved + n);
+  c->last[dst] = s->t;
+}
+
+static void got(state_t *s, conn_t *c, dir_t *x, int src, size_t n) {
+  STORE(x->read, x->read + n);
+  c->last[src] = c->last_rd[src] = s->t;
+}
+
+static int send_pending(state_t *s, conn_t *c, dir_t *x, int dst) {
+  while (x->pend_off < x->pend_len) {
+    ssize_t n = send(c->fd[dst], x->pend + x->pend_off, x->pend_len - x->pend_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        c->wr[dst] = 0;
+        return 0;
+      }
+      fail(s, c, dst, n < 0 ? errno : EIO); /* 0 for a non-empty send: never seen, but never a spin */
+      return -1;
+    }
+    x->pend_off += (uint32_t)n;
+    STORE(x->unsent, x->pend_len - x->pend_off);
+    delivered(s, c, x, dst, (size_t)n);
+    uint32_t pre = c->pre_left[dst ^ 1];
+    c->pre_left[dst ^ 1] = pre > (uint32_t)n ? pre - (uint32_t)n : 0;
+  }
+  drop_pending(x);
+  return 1;
+}
+
+/*
+ * Moves what it can in direction d. Returns -1 if the conn was closed,
+ * 1 if the budget ran out with work left, 0 if blocked (or finished).
+ */
+static int pump_dir(state_t *s, conn_t *c, int d) {
+  dir_t *x = &c->d[d];
+  const int src = d, dst = 1 - d;
+  for (int turn = 0;; turn++) {
+    if (x->pend) {
+      if (x->dst_shut) {
+        drop_pending(x); /* dst's writable side was ended before adopt: nowhere to go */
+      } else {
+        if (!c->wr[dst]) return 0;
+        int r = send_pending(s, c, x, dst);
+        if (r <= 0) return r;
+      }
+    }
+    while (x->in_pipe) {
+      if (x->dst_shut) {
+        pipe_release(s, x); /* closes it: contents discarded */
+        break;
+      }
+      if (!c->wr[dst]) return 0;
+      ssize_t n = splice(x->pr, NULL, c->fd[dst], NULL, x->in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n <= 0) {
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) {
+          c->wr[dst] = 0;
+          return 0;
+        }
+        fail(s, c, dst, n < 0 ? errno : EIO); /* 0 from a non-empty pipe: never seen, but never a spin */
+        return -1;
+      }
+      STORE(x->in_pipe, x->in_pipe - (uint32_t)n);
+      delivered(s, c, x, dst, (size_t)n);
+    }
+    pipe_release(s, x);
+    if (x->src_eof) {
+      if (!x->dst_shut) {
+        x->dst_shut = 1;
+        if (shutdown(c->fd[dst], SHUT_WR) < 0 && errno != ENOTCONN) {
+          fail(s, c, dst, errno);
+          return -1;
+        }
+      }
+      return 0;
+    }
+    if (!c->rd[src]) return 0;
+    if (turn >= BUDGET) return 1;
+
+    if (!x->dst_shut && pipe_acquire(s, x) == 0) {
+      ssize_t n = splice(c->fd[src], NULL, x->pw, NULL, CHUNK, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        STORE(x->in_pipe, (uint32_t)n);
+        got(s, c, x, src, (size_t)n);
+        continue;
+      }
+      if (n == 0) {
+        x->src_eof = 1;
+        if (c->first < 0) c->first = (int8_t)src;
+        continue;
+      }
+      int e = errno;
+      pipe_release(s, x);
+      if (e == EINTR) continue;
+      if (e == EAGAIN) { /* the pipe was empty, so it is the socket that has nothing */
+        c->rd[src] = 0;
+        return 0;
+      }
+      fail(s, c, src, e);
+      return -1;
+    }
+
+    /* No pipe to be had (fd limit, pipes_max), or bytes to discard (dst_shut): recv()/send(). */
+    ssize_t n = recv(c->fd[src], s->buf, FALLBACK_CHUNK, MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        c->rd[src] = 0;
+        return 0;
+      }
+      fail(s, c, src, errno);
+      return -1;
+    }
+    if (n == 0) {
+      x->src_eof = 1;
+      if (c->first < 0) c->first = (int8_t)src;
+      continue;
+    }
+    got(s, c, x, src, (size_t)n);
+    if (x->dst_shut) continue; /* discarded, see pend above */
+    STORE(s->fallback_chunks, s->fallback_chunks + 1);
+    ssize_t w = 0;
+    if (c->wr[dst]) {
+      w = send(c->fd[dst], s->buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+          fail(s, c, dst, errno);
+          return -1;
+        }
+        if (errno != EINTR) c->wr[dst] = 0;
+        w = 0;
+      }
+      if (w) delivered(s, c, x, dst, (size_t)w);
+    }
+    if (w < n) {
+      x->pend = malloc((size_t)(n - w));
+      if (!x->pend) {
+        fail(s, c, dst, ENOMEM);
+        return -1;
+      }
+      memcpy(x->pend, s->buf + w, (size_t)(n - w));
+      x->pend_off = 0;
+      x->pend_len = (uint32_t)(n - w);
+      STORE(x->unsent, x->pend_len);
+    }
+  }
+}
+
+static int dir_finished(const dir_t *x) {
+  return x->src_eof && x->dst_shut && !x->pend && !x->in_pipe;
+}
+
+static void pump(state_t *s, conn_t *c) {
+  int more = 0;
+  for (int d = 0; d < 2; d++) {
+    int r = pump_dir(s, c, d);
+    if (r < 0) return;
+    more |= r;
+  }
+  if (dir_finished(&c->d[0]) && dir_finished(&c->d[1])) {
+    c->end = END_DONE;
+    close_conn(s, c);
+    return;
+  }
+  if (more) mark_ready(s, c);
+}
+
+/* ------------------------------------------------------------ the thread */
+
+static void do_register(state_t *s, conn_t *c) {
+  c->registered = 1;
+  c->last[0] = c->last[1] = c->last_rd[0] = c->last_rd[1] = s->t;
+  c->next = s->all;
+  c->prev = NULL;
+  if (s->all) s->all->prev = c;
+  s->all = c;
+  if (c->idle_ms) {
+    s->n_timed++;
+    if (s->n_timed == 1 || s->now + c->idle_ms < s->next_scan) s->next_scan = s->now + c->idle_ms;
+  }
+  for (int i = 0; i < 2; i++) {
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.ptr = (void *)((uintptr_t)c | (uintptr_t)i);
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, c->fd[i], &ev) < 0) {
+      fail(s, c, i, errno);
+      return;
+    }
+  }
+  /* pre-buffers and carried-over FINs may have work before any event */
+  mark_ready(s, c);
+}
+
+static void drain_commands(state_t *s) {
+  pthread_mutex_lock(&s->mu);
+  conn_t *c = s->q_head;
+  s->q_head = s->q_tail = NULL;
+  pthread_mutex_unlock(&s->mu);
+  while (c) {
+    /* abort() may re-queue c as soon as queued is 0, so read the link first, under the lock */
+    pthread_mutex_lock(&s->mu);
+    conn_t *nx = c->q_next;
+    c->q_next = NULL;
+    c->queued = 0;
+    int abort_now = c->abort_req == 1;
+    if (abort_now) c->abort_req = 2;
+    pthread_mutex_unlock(&s->mu);
+    if (abort_now) {
+      if (!c->closed) {
+        c->end = END_ABORTED;
+        close_conn(s, c);
+      }
+      conn_unref(c); /* the reference taken by abort() */
+    } else if (!c->registered && !c->closed) {
+      do_register(s, c);
+    }
+    c = nx;
+  }
+}
+
+/*
+ * A side times out after idle_ms without a byte read from or written to it.
+ * Both sides of a splice see mirrored traffic, so they usually expire in the
+ * same scan; then the side reported is the one holding things up: the
+ * destination of bytes that are waiting to be written, else the side that has
+ * been silent (sent nothing) for longer, else a.
+ */
+static void scan_timeouts(state_t *s) {
+  int64_t next = s->now + SCAN_MS;
+  conn_t *c = s->all;
+  while (c) {
+    conn_t *nx = c->next;
+    if (c->idle_ms) {
+      uint32_t ea = s->t - c->last[0], eb = s->t - c->last[1]; /* elapsed, wrap-safe */
+      int xa = ea >= c->idle_ms, xb = eb >= c->idle_ms;
+      if (xa || xb) {
+        int side;
+        int stuck_b = c->d[0].in_pipe || c->d[0].pend; /* a->b bytes waiting for b */
+        int stuck_a = c->d[1].in_pipe || c->d[1].pend;
+        if (xa != xb) side = xb;
+        else if (stuck_a != stuck_b) side = stuck_b;
+        else side = (uint32_t)(s->t - c->last_rd[1]) > (uint32_t)(s->t - c->last_rd[0]);
+        c->end = side ? END_B_TIMEOUT : END_A_TIMEOUT;
+        if (c->first < 0) c->first = (int8_t)side;
+        close_conn(s, c);
+      } else {
+        int64_t dl = s->now + (c->idle_ms - (ea > eb ? ea : eb));
+        if (dl < next) next = dl;
+      }
+    }
+    c = nx;
+  }
+  s->next_scan = next;
+}
+
+static void *thread_main(void *arg) {
+  state_t *s = arg;
+  struct epoll_event evs[MAX_EVENTS];
+  s->now = now_ms();
+  s->t = (uint32_t)s->now;
+  s->next_scan = s->now + SCAN_MS;
+  for (;;) {
+    int timeout = -1;
+    if (s->ready_head) {
+      timeout = 0;
+    } else if (s->n_timed) {
+      int64_t t = s->next_scan - now_ms();
+      timeout = t < 0 ? 0 : (int)t;
+    }
+    int n = epoll_wait(s->epfd, evs, MAX_EVENTS, timeout);
+    if (n < 0) n = 0; /* EINTR */
+    s->now = now_ms();
+    s->t = (uint32_t)s->now;
+    for (int i = 0; i < n; i++) {
+      if (evs[i].data.ptr == NULL) {
+        uint64_t v;
+        ssize_t r;
+        do r = read(s->evfd, &v, sizeof v); while (r < 0 && errno == EINTR);
+        pthread_mutex_lock(&s->mu);
+        int stop = s->stop;
+        pthread_mutex_unlock(&s->mu);
+        if (stop) return NULL;
+        drain_commands(s);
+        continue;
+      }
+      uintptr_t p = (uintptr_t)evs[i].data.ptr;
+      conn_t *c = (conn_t *)(p & ~(uintptr_t)1);
+      int side = (int)(p & 1);
+      if (c->closed) continue;
+      uint32_t e = evs[i].events;
+      if (e & EPOLLERR) {
+        int so = 0;
+        socklen_t len = sizeof so;
+        if (getsockopt(c->fd[side], SOL_SOCKET, SO_ERROR, &so, &len) == 0 && so != 0) {
+          fail(s, c, side, so);
+          continue;
+        }
+      }
+      if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->rd[side] = 1;
+      if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c->wr[side] = 1;
+      mark_ready(s, c);
+    }
+    /* one turn for every conn with work; those with more go round again */
+    conn_t *list = s->ready_head;
+    s->ready_head = s->ready_tail = NULL;
+    while (list) {
+      conn_t *c = list;
+      list = c->ready_next;
+      c->in_ready = 0;
+      c->ready_next = NULL;
+      if (c->closed) {
+        c->ready_next = s->dead; /* closed while queued: its thread ref goes now */
+        s->dead = c;
+        continue;
+      }
+      pump(s, c);
+    }
+    if (s->n_timed && s->now >= s->next_scan) scan_timeouts(s);
+    while (s->dead) {
+      conn_t *c = s->dead;
+      s->dead = c->ready_next;
+      conn_unref(c);
+    }
+  }
+}
+
+/* -------------------------------------------------------------- main side */
+
+static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
+  (void)data;
+  state_t *s = context;
+  if (env == NULL) return; /* tsfn being torn down with the environment; cleanup() frees */
+  pthread_mutex_lock(&s->mu);
+  conn_t *list = s->done_head;
+  s->done_head = s->done_tail = NULL;
+  pthread_mutex_unlock(&s->mu);
+  if (!list) return;
+  /* [id, end, first, aToB, bToA, errno, preLeftA, preLeftB, readA, readB] per completed conn */
+  napi_value arr = NULL;
+  napi_create_array(env, &arr);
+  uint32_t i = 0, k = 0;
+  for (conn_t *c = list; c; c = c->done_next) {
+    double vals[10] = {c->id, c->end, c->first, (double)c->d[0].moved, (double)c->d[1].moved, c->err, c->pre_left[0], c->pre_left[1],
+                       (double)c->d[0].read, (double)c->d[1].read};
+    for (int j = 0; j < 10 && arr; j++) {
+      napi_value v;
+      if (napi_create_double(env, vals[j], &v) == napi_ok) napi_set_element(env, arr, i++, v);
+    }
+    k++;
+  }
+  s->live -= k;
+  if (s->live == 0) napi_unref_threadsafe_function(env, s->tsfn);
+  napi_value undef;
+  napi_get_undefined(env, &undef);
+  if (arr) napi_call_function(env, undef, js_cb, 1, &arr, NULL);
+  /* JS's references go only now: the callback may have called abort() on any of them */
+  while (list) {
+    conn_t *c = list;
+    list = c->done_next;
+    conn_unref(c);
+  }
+}
+
+static void free_unregistered(conn_t *c) {
+  for (int i = 0; i < 2; i++) {
+    if (c->fd[i] >= 0) close(c->fd[i]);
+    free(c->d[i].pend);
+  }
+  free(c);
+}
+
+/*
+ * Environment teardown: stop the thread, then close and free everything.
+ * Registered by start() after the tsfn, so it runs before the tsfn's own
+ * teardown (hooks run in reverse order): the thread is gone before the tsfn
+ * it calls is.
+ */
+static void cleanup(void *arg) {
+  state_t *s = arg;
+  if (s->started) {
+    s->started = 0;
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    pthread_mutex_unlock(&s->mu);
+    wake(s);
+    pthread_join(s->thread, NULL);
+    /* order matters: each walk must only read conns not yet freed */
+    conn_t *c = s->q_head;
+    conn_t *unreg = NULL;
+    while (c) { /* adopted but never seen by the thread: not on any other list */
+      conn_t *nx = c->q_next;
+      if (!c->registered && !c->closed) {
+        c->q_next = unreg;
+        unreg = c;
+      }
+      c = nx;
+    }
+    while (unreg) {
+      c = unreg;
+      unreg = c->q_next;
+      free_unregistered(c);
+    }
+    while (s->dead) { /* closed this batch: the thread's reference */
+      c = s->dead;
+      s->dead = c->ready_next;
+      conn_unref(c);
+    }
+    for (c = s->all; c;) { /* live */
+      conn_t *nx = c->next;
+      for (int i = 0; i < 2; i++) {
+        close(c->fd[i]);
+        if (c->d[i].pr >= 0) {
+          close(c->d[i].pr);
+          close(c->d[i].pw);
+        }
+        free(c->d[i].pend);
+      }
+      free(c);
+      c = nx;
+    }
+    for (c = s->done_head; c;) { /* closed, completion never delivered */
+      conn_t *nx = c->done_next;
+      free(c);
+      c = nx;
+    }
+    for (int i = 0; i < s->npool; i++) {
+      close(s->pool[i][0]);
+      close(s->pool[i][1]);
+    }
+    close(s->epfd);
+    close(s->evfd);
+    free(s->buf);
+  }
+}
+
+static void finalize_state(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  state_t *s = data;
+  cleanup(s); /* normally done already by the cleanup hook */
+  pthread_mutex_destroy(&s->mu);
+  free(s);
+}
+
+#define CHECK(call)                                       \
+  do {                                                    \
+    if ((call) != napi_ok) {                              \
+      napi_throw_error(env, NULL, "N-API call failed: " #call); \
+      return NULL;                                        \
+    }                                                     \
+  } while (0)
+
+static napi_value throw_errno(napi_env env, const char *what, int err) {
+  char msg[160];
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  napi_value code, m, e;
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
+  napi_create_int32(env, err, &code);
+  napi_create_error(env, NULL, m, &e);
+  napi_set_named_property(env, e, "errno", code);
+  napi_throw(env, e);
+  return NULL;
+}
+
+/* start(onBatch): creates the tsfn and the splice thread (once). */
+static napi_value js_start(napi_env env, napi_callback_info info) {
+  state_t *s;
+  CHECK(napi_get_instance_data(env, (void **)&s));
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (s->started) return NULL;
+  if (argc < 1) {
+    napi_throw_type_error(env, NULL, "start(callback)");
+    return NULL;
+  }
+  struct rlimit nofile;
+  uint64_t fds = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY ? (uint64_t)nofile.rlim_cur : 1u << 20;
+  s->pipes_max = fds / 16 < 4 ? 4 : fds / 16 > 65536 ? 65536 : (uint32_t)(fds / 16);
+  if (!s->buf) s->buf = malloc(FALLBACK_CHUNK);
+  if (!s->buf) return throw_errno(env, "malloc", ENOMEM);
+  s->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (s->epfd < 0) return throw_errno(env, "epoll_create1", errno);
+  s->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (s->evfd < 0) {
+    int e = errno;
+    close(s->epfd);
+    s->epfd = -1;
+    return throw_errno(env, "eventfd", e);
+  }
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.events = EPOLLIN;
+  ev.data.ptr = NULL;
+  napi_value name;
+  int r = epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->evfd, &ev) < 0 ? errno : 0;
+  if (r == 0 && (napi_create_string_utf8(env, "sniffmux.nativeSplice", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+                 napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, s, call_js, &s->tsfn) != napi_ok)) {
+    r = EINVAL;
+  } else if (r == 0) {
+    napi_unref_threadsafe_function(env, s->tsfn);
+    /* the thread takes no signals (SIGPIPE included) */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    r = pthread_create(&s->thread, NULL, thread_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r != 0) napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+  }
+  if (r != 0) { /* nothing started: a later start() may try again */
+    close(s->epfd);
+    close(s->evfd);
+    s->epfd = s->evfd = -1;
+    return throw_errno(env, "start", r);
+  }
+  s->started = 1;
+  CHECK(napi_add_env_cleanup_hook(env, cleanup, s));
+  return NULL;
+}
+
+static int get_fd(napi_env env, napi_value v, int *out) {
+  return napi_get_value_int32(env, v, out) == napi_ok && *out >= 0;
+}
+
+static int copy_pre(napi_env env, napi_value v, dir_t *x) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) return -1;
+  if (t == napi_null || t == napi_undefined) return 0;
+  void *data;
+  size_t len;
+  if (napi_get_buffer_info(env, v, &data, &len) != napi_ok) return -1;
+  if (len == 0) return 0;
+  if (len > UINT32_MAX) return -1;
+  x->pend = malloc(len);
+  if (!x->pend) return -1;
+  memcpy(x->pend, data, len);
+  x->pend_len = (uint32_t)len;
+  x->unsent = (uint32_t)len;
+  return 0;
+}
+
+/* adopt(fdA, fdB, preA, preB, flags, idleMs, id) -> external */
+static napi_value js_adopt(napi_env env, napi_callback_info info) {
+  state_t *s;
+  CHECK(napi_get_instance_data(env, (void **)&s));
+  if (!s->started) {
+    napi_throw_error(env, NULL, "start() first");
+    return NULL;
+  }
+  size_t argc = 7;
+  napi_value argv[7];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int fa, fb;
+  uint32_t flags, idle;
+  double id;
+  if (argc < 7 || !get_fd(env, argv[0], &fa) || !get_fd(env, argv[1], &fb) || fa == fb ||
+      napi_get_value_uint32(env, argv[4], &flags) != napi_ok || napi_get_value_uint32(env, argv[5], &idle) != napi_ok ||
+      napi_get_value_double(env, argv[6], &id) != napi_ok) {
+    napi_throw_type_error(env, NULL, "adopt(fdA, fdB, preA, preB, flags, idleMs, id)");
+    return NULL;
+  }
+  conn_t *c = calloc(1, sizeof *c);
+  if (!c) return throw_errno(env, "calloc", ENOMEM);
+  c->fd[0] = c->fd[1] = -1;
+  for (int i = 0; i < 2; i++) c->d[i].pr = c->d[i].pw = -1;
+  if (copy_pre(env, argv[2], &c->d[0]) < 0 || copy_pre(env, argv[3], &c->d[1]) < 0) {
+    free(c->d[0].pend);
+    free(c->d[1].pend);
+    free(c);
+    napi_throw_type_error(env, NULL, "adopt: preA/preB must be a Buffer or null");
+    return NULL;
+  }
+  c->fd[0] = fcntl(fa, F_DUPFD_CLOEXEC, 0);
+  c->fd[1] = c->fd[0] < 0 ? -1 : fcntl(fb, F_DUPFD_CLOEXEC, 0);
+  if (c->fd[1] < 0) {
+    int e = errno;
+    if (c->fd[0] >= 0) close(c->fd[0]);
+    free(c->d[0].pend);
+    free(c->d[1].pend);
+    free(c);
+    return throw_errno(env, "dup", e);
+  }
+  for (int i = 0; i < 2; i++) {
+    int fl = fcntl(c->fd[i], F_GETFL);
+    if (fl >= 0 && !(fl & O_NONBLOCK)) fcntl(c->fd[i], F_SETFL, fl | O_NONBLOCK);
+  }
+  c->id = id;
+  c->idle_ms = idle;
+  c->pre_left[0] = c->d[0].pend_len;
+  c->pre_left[1] = c->d[1].pend_len;
+  c->end = -1;
+  c->first = -1;
+  if (flags & F_A_EOF) { c->d[0].src_eof = 1; c->first = 0; }
+  if (flags & F_B_EOF) { c->d[1].src_eof = 1; if (c->first < 0) c->first = 1; }
+  if (flags & F_A_WR_SHUT) c->d[1].dst_shut = 1;
+  if (flags & F_B_WR_SHUT) c->d[0].dst_shut = 1;
+  /* rd/wr stay 0: EPOLL_CTL_ADD reports what is ready already (edge-triggered
+     included), so an idle socket never costs a pipe acquire/release */
+  c->refs = 2;             /* thread + JS */
+  napi_value ext;
+  if (napi_create_external(env, c, NULL, NULL, &ext) != napi_ok) {
+    close(c->fd[0]);
+    close(c->fd[1]);
+    free(c->d[0].pend);
+    free(c->d[1].pend);
+    free(c);
+    napi_throw_error(env, NULL, "napi_create_external failed");
+    return NULL;
+  }
+  if (s->live++ == 0) napi_ref_threadsafe_function(env, s->tsfn);
+  pthread_mutex_lock(&s->mu);
+  c->queued = 1;
+  if (s->q_tail) s->q_tail->q_next = c; else s->q_head = c;
+  s->q_tail = c;
+  pthread_mutex_unlock(&s->mu);
+  wake(s);
+  return ext;
+}
+
+/* The conn of a call's one argument (the external adopt() gave), or NULL with a TypeError thrown. */
+static conn_t *conn_arg(napi_env env, napi_callback_info info, const char *usage) {
+  size_t argc = 1;
+  napi_value argv[1];
+  conn_t *c = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      napi_get_value_external(env, argv[0], (void **)&c) != napi_ok || !c) {
+    napi_throw_type_error(env, NULL, usage);
+    return NULL;
+  }
+  return c;
+}
+
+/* abort(external): JS guarantees it is not called after the completion was delivered. */
+static napi_value js_abort(napi_env env, napi_callback_info info) {
+  state_t *s;
+  CHECK(napi_get_instance_data(env, (void **)&s));
+  conn_t *c = conn_arg(env, info, "abort(handle)");
+  if (!c) return NULL;
+  pthread_mutex_lock(&s->mu);
+  int enqueue = 0;
+  if (c->abort_req == 0) {
+    c->abort_req = 1;
+    __atomic_add_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
+    if (!c->queued) {
+      c->queued = 1;
+      c->q_next = NULL;
+      if (s->q_tail) s->q_tail->q_next = c; else s->q_head = c;
+      s->q_tail = c;
+    }
+    enqueue = 1;
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (enqueue) wake(s);
+  return NULL;
+}
+
+/*
+ * counters(external) -> [readA, readB, aToB, bToA, unsentAToB, unsentBToA, inPipeAToB, inPipeBToA]:
+ * what the loop has read from each side and delivered each way so far, and
+ * what it holds now (in its own buffers, in its pipes). JS guarantees, as for
+ * abort(), that the completion was not delivered yet (the conn is not freed).
+ */
+static napi_value js_counters(napi_env env, napi_callback_info info) {
+  conn_t *c = conn_arg(env, info, "counters(handle)");
+  if (!c) return NULL;
+  const double vals[8] = {
+    (double)LOAD(c->d[0].read), (double)LOAD(c->d[1].read), (double)LOAD(c->d[0].moved), (double)LOAD(c->d[1].moved),
+    LOAD(c->d[0].unsent),       LOAD(c->d[1].unsent),       LOAD(c->d[0].in_pipe),       LOAD(c->d[1].in_pipe),
+  };
+  napi_value arr, v;
+  CHECK(napi_create_array_with_length(env, 8, &arr));
+  for (uint32_t i = 0; i < 8; i++) {
+    CHECK(napi_create_double(env, vals[i], &v));
+    CHECK(napi_set_element(env, arr, i, v));
+  }
+  return arr;
+}
+
+static napi_value js_stats(napi_env env, napi_callback_info info) {
+  (void)info;
+  state_t *s;
+  CHECK(napi_get_instance_data(env, (void **)&s));
+  napi_value o, v;
+  CHECK(napi_create_object(env, &o));
+  const struct { const char *k; double v; } f[] = {
+    {"live", (double)s->live},
+    {"pipesInUse", (double)__atomic_load_n(&s->pipes_in_use, __ATOMIC_RELAXED)},
+    {"pipesPooled", (double)__atomic_load_n(&s->npool, __ATOMIC_RELAXED)},
+    {"pipesCreated", (double)__atomic_load_n(&s->pipes_created, __ATOMIC_RELAXED)},
+    {"fallbackChunks", (double)__atomic_load_n(&s->fallback_chunks, __ATOMIC_RELAXED)},
+    {"pipesRefused", (double)__atomic_load_n(&s->pipes_refused, __ATOMIC_RELAXED)},
+    {"pipesMax", (double)s->pipes_max},
+  };
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    CHECK(napi_create_double(env, f[i].v, &v));
+    CHECK(napi_set_named_property(env, o, f[i].k, v));
+  }
+  return o;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  state_t *s = calloc(1, sizeof *s);
+  if (!s) {
+    napi_throw_error(env, NULL, "out of memory");
+    return NULL;
+  }
+  s->env = env;
+  s->epfd = s->evfd = -1;
+  pthread_mutex_init(&s->mu, NULL);
+  CHECK(napi_set_instance_data(env, s, finalize_state, NULL));
+  napi_value fn, size;
+  CHECK(napi_create_function(env, "start", NAPI_AUTO_LENGTH, js_start, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "start", fn));
+  CHECK(napi_create_function(env, "adopt", NAPI_AUTO_LENGTH, js_adopt, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "adopt", fn));
+  CHECK(napi_create_function(env, "abort", NAPI_AUTO_LENGTH, js_abort, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "abort", fn));
+  CHECK(napi_create_function(env, "counters", NAPI_AUTO_LENGTH, js_counters, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "counters", fn));
+  CHECK(napi_create_function(env, "stats", NAPI_AUTO_LENGTH, js_stats, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "stats", fn));
+  CHECK(napi_create_uint32(env, (uint32_t)sizeof(conn_t), &size));
+  CHECK(napi_set_named_property(env, exports, "connSize", size));
+  return exports;
+}
+
+NAPI_MODULE_INIT() {
+  return init(env, exports);
+}
