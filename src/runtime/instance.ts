@@ -1,0 +1,536 @@
+import type net from 'node:net';
+import v8 from 'node:v8';
+import { performance } from 'node:perf_hooks';
+import type { Config, Listen } from '../config/types.js';
+import { AdminServer } from '../admin/server.js';
+import { BackendPool } from '../backend/pool.js';
+import { onDescriptorShortage } from '../backend/connect.js';
+import { HealthMonitor } from '../backend/health/monitor.js';
+import { ClientConnection } from '../frontend/connection.js';
+import { FrontendRuntime, type ProcessCounters } from '../frontend/frontend.js';
+import { bindListener, boundAddress } from '../frontend/listener.js';
+import { SniffBudget } from '../frontend/sniff-budget.js';
+import { unmapIPv4 } from '../frontend/client-address.js';
+import type { Logger } from '../observe/log.js';
+import { Stats } from '../observe/stats.js';
+import { compileRoutes } from '../route/index.js';
+import { configWarnings } from './warnings.js';
+import { SniffmuxError } from '../errors.js';
+import { startNativeSplice } from '../splice/native.js';
+import { descriptorBudget, readDescriptorUse, type DescriptorBudget } from './descriptors.js';
+import { FairStart } from './fair-start.js';
+
+export interface BoundAddress {
+  readonly frontend: string;
+  readonly listen: string;
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * One running sniffmux: the frontends and backends of a config, their
+ * listeners and every open connection. `start` binds, `stop` drains.
+ */
+export class Instance {
+  /** Finished connections, added up for /status and /metrics. */
+  readonly stats = new Stats();
+  readonly startedAt = Date.now();
+  private current: Generation;
+  private readonly admin: AdminServer | null;
+  private readonly counters: ProcessCounters;
+  /** Bound listeners by listen key; a reload keeps those whose address stays. */
+  private readonly servers = new Map<string, BoundListener>();
+  private readonly connections = new Set<ClientConnection>();
+  /** Accepted while a maxconn was reached: held unread, as the kernel's backlog would, until a slot frees. */
+  private readonly pending: { socket: net.Socket; listener: BoundListener }[] = [];
+  /** Accepted, not yet looked at: started round-robin across client addresses. */
+  private readonly starting = new FairStart<BoundListener>((socket, listener) => this.accept(socket, listener));
+  private drained: (() => void) | null = null;
+  private started = false;
+  /** While the heap is tight (memoryTight): the connections open when it became so; else null. */
+  private heapTightAt: number | null = null;
+  private heapCheckedAt = 0;
+  /** Re-checks held connections while any wait (memory can free without a connection closing). */
+  private pendingTimer: NodeJS.Timeout | null = null;
+  /** Descriptor shortages since the last one logged, and when that was (logged at most once a second). */
+  private shortages = 0;
+  private shortageLoggedAt = 0;
+  private unsubscribeShortage: (() => void) | null = null;
+  /** What the open-file limit allows (made once at start); null where it cannot be read. */
+  private descriptors: DescriptorBudget | null = null;
+
+  constructor(
+    config: Config,
+    readonly logger: Logger,
+  ) {
+    this.counters = {
+      active: 0,
+      maxconn: config.global.maxconn,
+      spliceNatively: spliceNatively(config),
+      descriptorCeiling: 0,
+      sniffBudget: new SniffBudget(config.global.sniffBudget),
+    };
+    this.current = this.build(config, null);
+    this.admin = config.admin ? new AdminServer(config.admin, this, logger) : null;
+  }
+
+  get config(): Config {
+    return this.current.config;
+  }
+  get frontends(): readonly FrontendRuntime[] {
+    return this.current.frontends;
+  }
+  get pools(): ReadonlyMap<string, BackendPool> {
+    return this.current.pools;
+  }
+  get health(): HealthMonitor {
+    return this.current.health;
+  }
+
+  /**
+   * Everything a config gives at run time. Built completely before it is
+   * used, so a config whose certificates cannot be loaded changes nothing.
+   */
+  private build(config: Config, previous: Generation | null): Generation {
+    const pools = new Map(config.backends.map((b) => [b.name, new BackendPool(b, previous?.pools.get(b.name))]));
+    const frontends = config.frontends.map((fe) => {
+      const runtime = new FrontendRuntime(fe, compileRoutes(fe), config.flashPolicy, pools, this.logger, this.counters, this.stats);
+      const before = previous?.frontends.find((f) => f.name === fe.name);
+      if (before) {
+        runtime.active = before.active;
+        runtime.total = before.total;
+      }
+      return runtime;
+    });
+    return { config, pools, frontends, health: new HealthMonitor(pools.values(), this.logger) };
+  }
+
+  /** Binds every listen address; on any failure closes what was bound and throws a one-line SniffmuxError. */
+  async start(): Promise<void> {
+    for (const warning of configWarnings(this.config)) this.logger.warn(warning);
+    try {
+      const bound = await this.bindAll(this.current.frontends);
+      for (const [key, listener] of bound) this.servers.set(key, listener);
+      await this.admin?.start();
+    } catch (error) {
+      await Promise.all([this.closeListeners(), this.admin?.stop()]);
+      throw error;
+    }
+    this.budgetDescriptors();
+    this.health.start();
+    this.unsubscribeShortage = onDescriptorShortage(this.descriptorShortage);
+    this.started = true;
+  }
+
+  /**
+   * Once, at start (listeners bound, nothing served yet): the connections the
+   * open-file limit allows, served and held (descriptors.ts), which then act
+   * as a global maxconn. Said at start, as a warning when fewer than maxconn.
+   */
+  private budgetDescriptors(): void {
+    const use = readDescriptorUse();
+    if (use === null) return;
+    const checked = this.config.backends.reduce((n, b) => n + (b.healthCheck ? b.servers.length : 0), 0);
+    const budget = descriptorBudget(use, checked, MAX_PENDING);
+    this.descriptors = budget;
+    this.counters.descriptorCeiling = budget.connections;
+    this.counters.sniffBudget.setLimits(this.sniffLimits(this.config));
+    const maxconn = this.config.global.maxconn;
+    if (maxconn > 0 && budget.connections >= maxconn) return;
+    const fields = { openFileLimit: budget.limit, inUse: budget.inUse, connections: budget.connections, held: budget.held, maxconn };
+    const text =
+      `the open-file limit (${budget.limit}) allows ${budget.connections} connections at once (2 descriptors each)` +
+      `${maxconn > 0 ? `, fewer than global.maxconn ${maxconn}` : ''}: beyond that new ones are held (up to ${budget.held}), then refused; raise ulimit -n for more`;
+    if (maxconn > 0) this.logger.warn(fields, text);
+    else this.logger.info(fields, text);
+  }
+
+  /**
+   * global.sniffBudget, its total at most half the connections the
+   * open-file limit allows: past it the oldest sniffing connection is
+   * decided at once, so silent clients cannot take every slot and leave real
+   * ones held behind them.
+   */
+  private sniffLimits(config: Config): { total: number; perSource: number } {
+    const { total, perSource } = config.global.sniffBudget;
+    const ceiling = this.counters.descriptorCeiling;
+    return { total: ceiling > 0 ? Math.min(total, Math.max(1, Math.floor(ceiling / 2))) : total, perSource };
+  }
+
+  /** Binds the listen addresses of these frontends that are not bound yet; all or none. */
+  private async bindAll(frontends: readonly FrontendRuntime[]): Promise<Map<string, BoundListener>> {
+    const bound = new Map<string, BoundListener>();
+    try {
+      for (const frontend of frontends) {
+        for (const listen of frontend.config.listen) {
+          const key = listenKey(listen, frontend.name);
+          const existing = this.servers.get(key);
+          if (existing) {
+            bound.set(key, existing);
+            continue;
+          }
+          const listener: BoundListener = { server: null!, frontend: frontend.name, listen };
+          listener.server = await bindListener(
+            listen,
+            (socket) => this.arrive(socket, listener),
+            (error) => this.acceptFailed(listener, error),
+          );
+          bound.set(key, listener);
+          const { host, port } = boundAddress(listener.server);
+          this.logger.info({ frontend: frontend.name, listen: listen.address.text, host, port }, 'listening');
+        }
+      }
+    } catch (error) {
+      for (const [key, listener] of bound) if (!this.servers.has(key)) listener.server.close();
+      throw error;
+    }
+    return bound;
+  }
+
+  /**
+   * Swaps in a new config for new connections (SIGHUP): routes, backends,
+   * certificates and listeners. Open connections keep the config they
+   * started with and are never cut; servers that did not change keep their
+   * state (health, open connections). If anything of the new config cannot be
+   * set up (a certificate, an address), nothing changes and the error is thrown.
+   */
+  async reload(config: Config): Promise<void> {
+    const previous = this.current;
+    const native = spliceNatively(config);
+    const next = this.build(config, previous);
+    const bound = await this.bindAll(next.frontends);
+    for (const [key, listener] of this.servers) {
+      if (!bound.has(key)) {
+        listener.server.close();
+        this.logger.info({ frontend: listener.frontend, listen: listener.listen.address.text }, 'stopped listening');
+      }
+    }
+    this.servers.clear();
+    for (const [key, listener] of bound) {
+      const frontend = next.frontends.find((f) => f.config.listen.some((l) => listenKey(l, f.name) === key))!;
+      listener.frontend = frontend.name;
+      listener.listen = frontend.config.listen.find((l) => listenKey(l, frontend.name) === key)!;
+      this.servers.set(key, listener);
+    }
+    previous.health.stop();
+    this.current = next;
+    this.counters.maxconn = config.global.maxconn;
+    this.counters.spliceNatively = native;
+    this.counters.sniffBudget.setLimits(this.sniffLimits(config));
+    if (this.started) next.health.start();
+    for (const warning of configWarnings(config)) this.logger.warn(warning);
+    this.servePending();
+  }
+
+  /** Where the admin listener is, or null without `admin`. */
+  adminAddress(): { host: string; port: number } | null {
+    return this.admin?.address() ?? null;
+  }
+
+  /** The connections open now (the status page adds their bytes so far). */
+  openConnections(): Iterable<ClientConnection> {
+    return this.connections;
+  }
+
+  /** Where each listener actually is (tests listen on port 0). */
+  addresses(): BoundAddress[] {
+    return [...this.servers.values()].map(({ server, frontend, listen }) => ({
+      frontend,
+      listen: listen.address.text,
+      ...boundAddress(server),
+    }));
+  }
+
+  /** The first bound port of a frontend. */
+  port(frontend: string, index = 0): number {
+    const found = this.addresses().filter((a) => a.frontend === frontend)[index];
+    if (!found) throw new Error(`no listener ${index} for frontend ${frontend}`);
+    return found.port;
+  }
+
+  /** Connections open and served, counting those accepted and waiting their start (fair-start.ts): they were served at once before it. */
+  get activeConnections(): number {
+    return this.connections.size + this.starting.size;
+  }
+
+  /** A new client on one of our listeners: it waits its turn to be started (fair-start.ts), unless too many already wait. */
+  private arrive(socket: net.Socket, listener: BoundListener): void {
+    if (this.waitingFull()) return this.refuse(socket, listener, this.fullReason());
+    const source = unmapIPv4(socket.remoteAddress ?? '');
+    if (this.starting.startsNow(source)) return this.accept(socket, listener);
+    this.starting.push(source, socket, listener);
+  }
+
+  /** Its turn: served now, or held until below maxconn. */
+  private accept(socket: net.Socket, listener: BoundListener): void {
+    const frontend = this.frontendOf(listener);
+    if (!frontend) return void socket.destroy();
+    if (!this.counters.sniffBudget.admit(unmapIPv4(socket.remoteAddress ?? ''))) {
+      return this.refuse(socket, listener, 'too many connections still sniffing from this address (sniffBudget.perSource)');
+    }
+    // Short of memory, even holding a connection costs too much: refused, as beyond a full hold queue.
+    if (this.memoryTight()) return this.refuse(socket, listener, 'memory is tight');
+    if (frontend.full) {
+      if (this.waitingFull()) return this.refuse(socket, listener, this.fullReason());
+      socket.pause();
+      socket.on('error', ignoreError);
+      this.pending.push({ socket, listener });
+      // Memory can free without a connection closing (a collection): look again now and then while some wait.
+      this.pendingTimer ??= setInterval(() => this.servePending(), 200).unref();
+      return;
+    }
+    this.serve(socket, frontend, listener);
+  }
+
+  /**
+   * The JavaScript heap is nearly at V8's limit: new connections are
+   * refused and held ones wait, so that a flood is shed instead of aborting
+   * the process (V8 ends it on heap exhaustion). Heap use counts garbage not
+   * yet collected, which an idle process may keep for long: so it is at ease
+   * again once the heap is below the mark or a tenth of the connections open
+   * when it became tight have closed (a collection follows the allocations
+   * of new ones). Measured at most every 100 ms.
+   *
+   * With fewer than TIGHT_FLOOR connections open it is never tight: so few
+   * cannot hold that much, the heap is garbage V8 will collect before it
+   * runs short, and refusing would leave a quiet process refusing everyone
+   * after a flood until its next collection (CI saw exactly that).
+   */
+  private memoryTight(): boolean {
+    const now = performance.now();
+    if (now - this.heapCheckedAt < 100) return this.heapTightAt !== null;
+    this.heapCheckedAt = now;
+    const heap = v8.getHeapStatistics();
+    const limit = oldGenerationLimit(heap.heap_size_limit);
+    const active = this.connections.size;
+    const over = heap.used_heap_size > HEAP_TIGHT * limit && active >= TIGHT_FLOOR;
+    const fields = { heapUsedMB: Math.round(heap.used_heap_size / 1048576), heapLimitMB: Math.round(limit / 1048576), active };
+    if (this.heapTightAt === null && over) {
+      this.heapTightAt = active;
+      this.logger.warn(fields, 'memory is tight: refusing new connections until it frees');
+    } else if (this.heapTightAt !== null && (!over || active < this.heapTightAt * 0.9)) {
+      this.heapTightAt = null;
+      this.logger.info(fields, 'memory freed: accepting again');
+    }
+    return this.heapTightAt !== null;
+  }
+
+  private serve(socket: net.Socket, frontend: FrontendRuntime, listener: BoundListener): void {
+    frontend.active++;
+    frontend.total++;
+    this.counters.active++;
+    const connection = new ClientConnection(socket, frontend, listener.listen, this);
+    this.connections.add(connection);
+    // Accepted paused (pauseOnConnect): reading starts now that the connection listens.
+    socket.resume();
+  }
+
+  /** A connection ended and was logged (ClientConnection calls it: one owner object instead of a closure per connection). */
+  connectionDone(done: ClientConnection, frontend: FrontendRuntime): void {
+    // The frontend of that name now, which a reload may have replaced.
+    const now = this.current.frontends.find((f) => f.name === frontend.name) ?? frontend;
+    now.active--;
+    this.counters.active--;
+    this.connections.delete(done);
+    this.servePending();
+    if (this.connections.size === 0) this.drained?.();
+  }
+
+  /** Serves held connections, oldest first, while their frontend is below its maxconn (and memory allows). */
+  private servePending(): void {
+    if (this.pending.length === 0 && this.pendingTimer) {
+      clearInterval(this.pendingTimer);
+      this.pendingTimer = null;
+    }
+    for (let i = 0; i < this.pending.length; ) {
+      const { socket, listener } = this.pending[i]!;
+      const frontend = this.frontendOf(listener);
+      if (socket.destroyed || !frontend) {
+        this.pending.splice(i, 1);
+        socket.destroy();
+        continue;
+      }
+      if (frontend.full || this.memoryTight()) {
+        i++;
+        continue;
+      }
+      this.pending.splice(i, 1);
+      socket.removeListener('error', ignoreError);
+      socket.resume();
+      this.serve(socket, frontend, listener);
+    }
+  }
+
+  private frontendOf(listener: BoundListener): FrontendRuntime | undefined {
+    return this.current.frontends.find((f) => f.name === listener.frontend);
+  }
+
+  /**
+   * An accept failed (Node keeps listening). Out of file descriptors, libuv
+   * mostly closes the clients it cannot accept without telling Node; then
+   * the shortage shows when connecting to servers (descriptorShortage).
+   */
+  private acceptFailed(listener: BoundListener, error: NodeJS.ErrnoException): void {
+    if (error.code === 'EMFILE' || error.code === 'ENFILE') return this.descriptorShortage(error, `accept on ${listener.listen.address.text}`);
+    this.logger.warn({ frontend: listener.frontend, listen: listener.listen.address.text, error: error.code ?? error.message }, 'accept failed');
+  }
+
+  /**
+   * This process is out of file descriptors: connects to servers wait for
+   * one (within their connect timeout), health checks skip a beat, new
+   * clients wait in the kernel's backlog or are closed by libuv. Logged at
+   * most once a second, with how many times it happened since the last line.
+   */
+  private readonly descriptorShortage = (error: NodeJS.ErrnoException, where: string): void => {
+    this.shortages++;
+    const now = Date.now();
+    if (now - this.shortageLoggedAt < 1000) return;
+    this.shortageLoggedAt = now;
+    this.logger.warn(
+      { error: error.code, where, times: this.shortages, active: this.connections.size },
+      'out of file descriptors: waiting for connections to close (raise ulimit -n or lower maxconn)',
+    );
+    this.shortages = 0;
+  };
+
+  /** Why a connection is refused when as many wait as may (held beyond maxconn, or not started yet). */
+  /**
+   * Would one more connection waiting unread (its start, or beyond a
+   * maxconn) be one too many? Each waiting one takes a descriptor, each
+   * served one two: so the fewer are served, the more may wait — a storm of
+   * connections gone before their start (a paused socket does not notice)
+   * must not fill a fixed-size queue and turn real clients away. With every
+   * slot served, `held` may still wait.
+   */
+  private waitingFull(): boolean {
+    const waiting = this.starting.size + this.pending.length;
+    const budget = this.descriptors;
+    if (budget === null) return waiting >= MAX_PENDING;
+    return 2 * this.connections.size + waiting >= 2 * budget.connections + budget.held;
+  }
+
+  private fullReason(): string {
+    const budget = this.descriptors;
+    const waiting = this.pending.length + this.starting.size;
+    const held = budget?.held ?? MAX_PENDING;
+    // The open-file limit is the cause when it set how many may wait, or how many may be served.
+    if (budget !== null && (budget.held < MAX_PENDING || this.counters.active >= budget.connections)) {
+      return `out of file descriptors: ${this.counters.active} connections served and ${waiting} waiting (open-file limit ${budget.limit})`;
+    }
+    return `maxconn reached and ${held} connections already waiting`;
+  }
+
+  /** Beyond maxconn and a full hold queue (or short of memory): closed at once, and logged with why. */
+  private refuse(socket: net.Socket, listener: BoundListener, reason: string): void {
+    this.logger.info(
+      { client: `${socket.remoteAddress}:${socket.remotePort}`, frontend: listener.frontend, listen: listener.listen.address.text, termination: 'maxconn', reason },
+      'connection',
+    );
+    socket.destroy();
+  }
+
+  /**
+   * Stops accepting, lets open connections finish for up to `graceMs`, then
+   * closes the rest (logged with termination `shutdown`).
+   */
+  async stop(graceMs = this.config.global.grace): Promise<void> {
+    this.health.stop();
+    this.unsubscribeShortage?.();
+    const listenersClosed = this.closeListeners();
+    // Accepted before the listeners closed: they are served, and drain, like the others.
+    this.starting.flush();
+    for (const connection of this.connections) connection.drain();
+    if (this.connections.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    for (const { socket } of this.pending.splice(0)) socket.destroy();
+
+    if (this.pendingTimer) clearInterval(this.pendingTimer);
+    this.pendingTimer = null;
+    for (const connection of [...this.connections]) connection.abort('shutdown');
+    if (this.connections.size > 0) await new Promise<void>((resolve) => (this.drained = resolve));
+    await listenersClosed;
+    // Last, so the status page can be watched while connections drain.
+    await this.admin?.stop();
+  }
+
+  /** Stops accepting at once; the promise settles when the listeners' last connections are gone. */
+  private closeListeners(): Promise<void> {
+    const closing = [...this.servers.values()].map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
+    this.servers.clear();
+    return Promise.all(closing).then(() => undefined);
+  }
+}
+
+interface Generation {
+  readonly config: Config;
+  readonly pools: ReadonlyMap<string, BackendPool>;
+  readonly frontends: readonly FrontendRuntime[];
+  readonly health: HealthMonitor;
+}
+
+interface BoundListener {
+  server: net.Server;
+  /** The frontend it serves now (a reload may move an address to another frontend). */
+  frontend: string;
+  listen: Listen;
+}
+
+/**
+ * global.splice resolved on this machine, the native thread started if it
+ * is used: 'native' without it is a start-up (or reload) error, 'auto' then
+ * splices in JavaScript.
+ */
+function spliceNatively(config: Config): boolean {
+  const wanted = config.global.splice;
+  if (wanted === 'js') return false;
+  const unavailable = startNativeSplice();
+  if (unavailable === null) return true;
+  if (wanted === 'native') {
+    throw new SniffmuxError('SMX_ERR_CONFIG', `global.splice: native splice(2) is not available here (${unavailable}); use auto or js`);
+  }
+  return false;
+}
+
+/** Connections held unread beyond maxconn before new ones are refused (as a listen backlog). */
+const MAX_PENDING = 4096;
+
+/**
+ * Share of V8's old-generation limit past which new connections are refused
+ * (memoryTight). Half: the other half is headroom for the connections
+ * already open, which still allocate (thousands closing at once need some).
+ */
+const HEAP_TIGHT = 0.5;
+/** Below this many open connections the heap is never called tight (memoryTight). */
+const TIGHT_FLOOR = 256;
+/**
+ * The size V8 lets the old generation reach before it aborts the process:
+ * --max-old-space-size when given (node flags or NODE_OPTIONS), else
+ * heap_size_limit less a generous allowance for the young generation.
+ */
+function oldGenerationLimit(heapSizeLimit: number): number {
+  const flags = `${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`;
+  const set = /--max[-_]old[-_]space[-_]size[= ](\d+)/.exec(flags);
+  if (set) return Number(set[1]) * 1048576;
+  return heapSizeLimit > 256 * 1048576 ? heapSizeLimit - 64 * 1048576 : heapSizeLimit / 2;
+}
+
+/**
+ * An address with the same PROXY-protocol expectation is the same listener
+ * across reloads. Port 0 ("any free port") is never shared: each such listen
+ * is its own, kept while its frontend keeps it.
+ */
+function listenKey(listen: Listen, frontend: string): string {
+  const { host, port } = listen.address;
+  return port === 0 ? `${host}|0|${listen.proxyProtocol}|${frontend}|${listen.address.text}` : `${host}|${port}|${listen.proxyProtocol}`;
+}
+
+function ignoreError(): void {
+  // A held connection that fails is dropped when its turn comes.
+}
