@@ -27,23 +27,23 @@ function duplicates<T>(items: readonly T[], name: (t: T) => string, at: (i: numb
 /** Two binds collide on the same port when the hosts are equal or either is a wildcard (Node listens dual-stack). */
 function listenCollisions(config: Config): Problem[] {
   const wildcard = (h: string): boolean => h === '' || h === '0.0.0.0' || h === '::';
-  const seen: { host: string; port: number; text: string; path: PathSegment[] }[] = [];
+  const seen: { host: string; port: number; text: string; path: PathSegment[]; frontend: number }[] = [];
   const out: Problem[] = [];
   config.frontends.forEach((f, fi) =>
     f.listen.forEach((l, li) => {
       const path: PathSegment[] = ['frontends', fi, 'listen', li];
       const host = l.address.host.toLowerCase();
-      // Port 0: the OS picks a free port for each bind, so only the same address written twice clashes
-      // (sniffmux keeps its listeners by address, and would lose track of one of the two).
+      // Port 0: the OS picks a free port for each bind, so only the same address written twice in one
+      // frontend clashes (sniffmux keeps those listeners by frontend and address, and would lose one of the two).
       const clash =
         l.address.port === 0
-          ? seen.find((s) => s.port === 0 && s.host === host)
+          ? seen.find((s) => s.port === 0 && s.host === host && s.frontend === fi)
           : seen.find((s) => s.port === l.address.port && (s.host === host || wildcard(s.host) || wildcard(host)));
       if (clash) {
         const how = clash.host === host ? 'is already used by' : `overlaps ${clash.text} of`;
         out.push({ path, message: `address ${l.address.text} ${how} ${formatPath(clash.path)}` });
       }
-      seen.push({ host, port: l.address.port, text: l.address.text, path });
+      seen.push({ host, port: l.address.port, text: l.address.text, path, frontend: fi });
     }),
   );
   return out;
