@@ -1,12 +1,12 @@
 import t from 'tap';
 import net from 'node:net';
 import path from 'node:path';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { startCli } from '../helpers/cli.js';
 import { startMux, type RunningMux } from '../helpers/mux.js';
 import { closedPort, firstLine, taggedEcho, type TestServer } from '../helpers/servers.js';
 import { parseProxyHeader } from '../../src/sniff/proxy-protocol.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 type Teardown = { teardown(fn: () => unknown): void };
 
@@ -119,7 +119,7 @@ t.test('source: two sniffmux instances agree per client; removing a server moves
 t.test('source: two sniffmux processes run from one config file send every client to the same server', async (t) => {
   const names = ['s1', 's2', 's3', 's4'];
   const s = await servers(t, names);
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'smx-source-')), 'sniffmux.yaml');
+  const file = path.join(tempDir('smx-source-'), 'sniffmux.yaml');
   const serverLines = names.map((name) => `      - { name: ${name}, address: ${s.get(name)!.address} }\n`).join('');
   writeFileSync(
     file,

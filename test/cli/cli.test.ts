@@ -1,14 +1,14 @@
 import t from 'tap';
 import net from 'node:net';
 import path from 'node:path';
-import { mkdtempSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, existsSync, readFileSync } from 'node:fs';
 import https from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { runCli, startCli } from '../helpers/cli.js';
 import { haveTool, runTool } from '../helpers/tools.js';
 import { FIXTURES } from '../helpers/mux.js';
 import { exchange, taggedEcho, tcpServer } from '../helpers/servers.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const seed = path.join(FIXTURES, 'configs/seed.yaml');
 
@@ -19,7 +19,7 @@ t.test('check: config OK for the seed recipe', async (t) => {
 });
 
 t.test('check: one PATH: message line per problem, exit 1', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'smx-check-'));
+  const dir = tempDir('smx-check-');
   const write = (name: string, text: string): string => {
     writeFileSync(path.join(dir, name), text);
     return path.join(dir, name);
@@ -36,7 +36,7 @@ t.test('check: one PATH: message line per problem, exit 1', async (t) => {
 t.test('run: a busy port is one line naming the address, exit 1', async (t) => {
   const busy = await tcpServer(() => {});
   t.teardown(() => busy.close());
-  const dir = mkdtempSync(path.join(tmpdir(), 'smx-busy-'));
+  const dir = tempDir('smx-busy-');
   const file = path.join(dir, 'busy.yaml');
   writeFileSync(
     file,
@@ -69,7 +69,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   t.test(`run: ${signal} stops accepting, drains within global.grace, closes the rest and exits 0`, async (t) => {
     const backend = await taggedEcho('b');
     t.teardown(() => backend.close());
-    const dir = mkdtempSync(path.join(tmpdir(), 'smx-stop-'));
+    const dir = tempDir('smx-stop-');
     const file = path.join(dir, 'run.yaml');
     writeFileSync(
       file,
@@ -102,7 +102,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
 }
 
 t.test('cert writes a certificate and key', async (t) => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'smx-cert-'));
+  const dir = tempDir('smx-cert-');
   const r = await runCli(['cert', '--cn', 'demo.test', '--san', '127.0.0.1', '--out', dir]);
   t.equal(r.code, 0);
   t.ok(existsSync(path.join(dir, 'demo.test.pem')));

@@ -1,12 +1,13 @@
 /** The config's small parts, table-driven: durations, addresses, policy documents, paths, the API's edges. */
 import t from 'tap';
-import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkConfigFile, configSchema, loadConfigFile, parseConfig, parseAddress, parseDuration } from '../../src/config/index.js';
 import { buildPolicyDocument, portsProblem } from '../../src/config/policy-document.js';
 import { formatPath } from '../../src/config/path.js';
 import { SniffmuxError } from '../../src/errors.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const MINIMAL = {
   frontends: [{ name: 'a', listen: ['127.0.0.1:1234'], default: 'b' }],
@@ -137,7 +138,7 @@ t.test('listen port 0 (any free port): allowed unless listenPortZero is false', 
   ]);
   const config = parseConfig(raw, opts);
   t.equal(config.frontends[0]!.listen[1]!.address.port, 0, 'the default for parseConfig');
-  const dir = mkdtempSync(join(tmpdir(), 'sniffmux-port0-'));
+  const dir = tempDir('sniffmux-port0-');
   writeFileSync(join(dir, 'c.json'), JSON.stringify(raw));
   const checked = checkConfigFile(join(dir, 'c.json'));
   t.equal(checked.ok, true, 'a file may ask for any free port too (the listening log line names it)');
@@ -166,7 +167,7 @@ t.test('the thrown error', async (t) => {
 });
 
 t.test('files: unreadable, by extension, relative paths', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'sniffmux-config-'));
+  const dir = tempDir('sniffmux-config-');
   const missing = join(dir, 'nope.yaml');
   const err = t.throws(() => loadConfigFile(missing)) as SniffmuxError;
   t.equal(err.code, 'SMX_ERR_CONFIG_READ');
@@ -218,7 +219,7 @@ t.test('conditions: multiple keys are an implicit all; messages name the path', 
 });
 
 t.test('the passthrough group and the plain group are checked apart', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'sniffmux-tls-'));
+  const dir = tempDir('sniffmux-tls-');
   // Real certificates: the loader checks that they parse and belong together.
   const certs = join(import.meta.dirname, '../../fixtures/configs/valid/certs');
   writeFileSync(join(dir, 'c.pem'), readFileSync(join(certs, 'example.pem')));

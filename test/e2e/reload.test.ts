@@ -3,13 +3,14 @@ import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import tls from 'node:tls';
 import path from 'node:path';
-import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { startCli } from '../helpers/cli.js';
 import { makeCerts } from '../helpers/certs.js';
 import { RawClient } from '../helpers/http.js';
 import { startMux } from '../helpers/mux.js';
 import { exchange, firstLine, taggedEcho } from '../helpers/servers.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 type Teardown = { teardown(fn: () => unknown): void };
 
@@ -41,7 +42,7 @@ t.test('SIGHUP: a new route for new connections, the open session keeps flowing;
   const a = await taggedEcho('A');
   const b = await taggedEcho('B');
   t.teardown(() => Promise.all([a.close(), b.close()]));
-  const dir = mkdtempSync(path.join(tmpdir(), 'smx-reload-'));
+  const dir = tempDir('smx-reload-');
   const file = path.join(dir, 'sniffmux.yaml');
   const config = (backend: string) =>
     `frontends:\n  - name: fe\n    listen: [127.0.0.1:0]\n    inspect: { delay: 100ms }\n    default: ${backend}\nbackends:\n  - name: a\n    servers: [{ name: a1, address: ${a.address} }]\n  - name: b\n    servers: [{ name: b1, address: ${b.address} }]\n`;
@@ -87,7 +88,7 @@ function connectOutcome(port: number, host: string): Promise<string> {
 t.test('SIGHUP adds and removes listen addresses; a session on a removed address keeps flowing', async (t) => {
   const backend = await taggedEcho('e');
   t.teardown(() => backend.close());
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'smx-listen-')), 'sniffmux.yaml');
+  const file = path.join(tempDir('smx-listen-'), 'sniffmux.yaml');
   const config = (listen: string[]) =>
     `frontends:\n  - name: fe\n    listen: [${listen.join(', ')}]\n    inspect: { delay: 100ms }\n    default: b\nbackends:\n  - name: b\n    servers: [{ name: b1, address: ${backend.address} }]\n`;
   writeFileSync(file, config(['127.0.0.1:0']));
@@ -121,7 +122,7 @@ t.test('SIGHUP picks up renewed certificates for new connections', async (t) => 
   const backend = await taggedEcho('tls-backend');
   t.teardown(() => backend.close());
   const certs = makeCerts({ 'old.test': ['site.test'], 'new.test': ['site.test'] });
-  const dir = mkdtempSync(path.join(tmpdir(), 'smx-renew-'));
+  const dir = tempDir('smx-renew-');
   copyFileSync(certs['old.test']!.cert, path.join(dir, 'site.pem'));
   copyFileSync(certs['old.test']!.key, path.join(dir, 'site.key'));
   const file = path.join(dir, 'sniffmux.yaml');

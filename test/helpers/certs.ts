@@ -1,8 +1,8 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { tmpdir } from 'node:os';
 import forge from 'node-forge';
 import { makeSelfSigned } from '../../src/tls/selfsigned.js';
+import { tempDir } from './temp-dir.js';
 
 export interface CertFiles {
   readonly cert: string;
@@ -13,7 +13,7 @@ export interface CertFiles {
 
 /** Self-signed certificates written to a temp folder, one per common name. */
 export function makeCerts(names: Record<string, string[]>): Record<string, CertFiles> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'smx-certs-'));
+  const dir = tempDir('smx-certs-');
   const out: Record<string, CertFiles> = {};
   for (const [cn, altNames] of Object.entries(names)) {
     const { cert, key } = makeSelfSigned({ commonName: cn, altNames });
@@ -38,7 +38,7 @@ export function makeCnOnlyCert(cn: string): CertFiles {
 
 /** A self-signed certificate with only a CN, valid between the offsets from now (ms). */
 function makeBareCert(cn: string, prefix: string, valid: { from: number; to: number }): CertFiles {
-  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  const dir = tempDir(prefix);
   const keys = forge.pki.rsa.generateKeyPair({ bits: 2048, e: 0x10001 });
   const cert = forge.pki.createCertificate();
   cert.publicKey = keys.publicKey;

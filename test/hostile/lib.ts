@@ -10,13 +10,14 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CLI } from '../helpers/cli.js';
 import type { LogLine } from '../helpers/mux.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 export const LONG = process.env.HOSTILE_LONG === '1';
 
@@ -136,7 +137,7 @@ export interface Binary {
  * under a lowered `ulimit -n`. Resolves once it has logged 'sniffmux started'.
  */
 export async function startBinary(config: unknown, opts: { nofile?: number; env?: Record<string, string> } = {}): Promise<Binary> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'smx-hostile-'));
+  const dir = tempDir('smx-hostile-');
   const configFile = path.join(dir, 'sniffmux.json');
   writeFileSync(configFile, JSON.stringify(config, null, 2));
   const args = [CLI, 'run', '-c', configFile];

@@ -21,13 +21,13 @@ import t from 'tap';
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { makeCerts } from '../helpers/certs.js';
 import { runCli } from '../helpers/cli.js';
 import { echoServer } from '../helpers/servers.js';
 import { httpOnce, mb, rssSampler, scenario, sleep, startBinary, within, type Binary } from './lib.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const certs = makeCerts({ 'sec.test': ['sec.test'] });
 const cert = { cert: certs['sec.test']!.cert, key: certs['sec.test']!.key };
@@ -94,7 +94,7 @@ t.test('security defaults', async (t) => {
     const none = await run(plain);
     t.notOk(none.logs.some((l) => l.msg === 'admin listening'), 'no admin section: no admin listener at all');
     // Beyond loopback without auth: refused by `check` and at start-up, one line naming admin.listen; nothing is bound.
-    const dir = mkdtempSync(path.join(tmpdir(), 'smx-admin-'));
+    const dir = tempDir('smx-admin-');
     const exposed = { ':9000': 'every interface', '0.0.0.0:9000': '0.0.0.0', '[::]:9000': '::' };
     for (const [listen, where] of Object.entries(exposed)) {
       const file = path.join(dir, `admin-${Object.keys(exposed).indexOf(listen)}.json`);

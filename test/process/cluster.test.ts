@@ -10,12 +10,12 @@
 import t, { type Test } from 'tap';
 import net from 'node:net';
 import path from 'node:path';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { runCli, startCli, type LiveCli } from '../helpers/cli.js';
 import { metricValue } from '../helpers/admin.js';
 import { closedPort, exchange, firstLine, taggedEcho, tcpServer, type TestServer } from '../helpers/servers.js';
 import { restartDelay } from '../../src/process/cluster.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 type Line = Record<string, any> & { msg: string };
 
@@ -32,7 +32,7 @@ interface Cluster {
 }
 
 function writeConfig(text: string): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'smx-cluster-'));
+  const dir = tempDir('smx-cluster-');
   const file = path.join(dir, 'sniffmux.yaml');
   writeFileSync(file, text);
   return file;

@@ -1,9 +1,9 @@
 import t from 'tap';
 import path from 'node:path';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { makeCerts, makeExpiredCert } from '../helpers/certs.js';
 import { runCli } from '../helpers/cli.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 /**
  * Certificates as an operator meets them: each bad case is one line naming
@@ -11,7 +11,7 @@ import { runCli } from '../helpers/cli.js';
  */
 const good = makeCerts({ 'good.test': ['good.test'], 'other.test': ['other.test'] });
 const expired = makeExpiredCert('old.test');
-const dir = mkdtempSync(path.join(tmpdir(), 'smx-badcerts-'));
+const dir = tempDir('smx-badcerts-');
 const garbage = path.join(dir, 'garbage.pem');
 writeFileSync(garbage, 'this is not a certificate\n');
 
