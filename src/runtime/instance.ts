@@ -49,6 +49,8 @@ export class Instance {
   private started = false;
   /** While the heap is tight (memoryTight): the connections open when it became so; else null. */
   private heapTightAt: number | null = null;
+  /** After it eased with the heap still over the mark: the fewest connections open since (memoryTight). */
+  private heapEasedLow: number | null = null;
   private heapCheckedAt = 0;
   /** Re-checks held connections while any wait (memory can free without a connection closing). */
   private pendingTimer: NodeJS.Timeout | null = null;
@@ -289,7 +291,9 @@ export class Instance {
    * yet collected, which an idle process may keep for long: so it is at ease
    * again once the heap is below the mark or a tenth of the connections open
    * when it became tight have closed (a collection follows the allocations
-   * of new ones). Measured at most every 100 ms.
+   * of new ones); after easing that way it is tight again only once
+   * TIGHT_FLOOR more connections are open than the fewest since, so a
+   * draining flood does not flap it. Measured at most every 100 ms.
    *
    * With fewer than TIGHT_FLOOR connections open it is never tight: so few
    * cannot hold that much, the heap is garbage V8 will collect before it
@@ -305,11 +309,19 @@ export class Instance {
     const active = this.connections.size;
     const over = heap.used_heap_size > HEAP_TIGHT * limit && active >= TIGHT_FLOOR;
     const fields = { heapUsedMB: Math.round(heap.used_heap_size / 1048576), heapLimitMB: Math.round(limit / 1048576), active };
-    if (this.heapTightAt === null && over) {
-      this.heapTightAt = active;
-      this.logger.warn(fields, 'memory is tight: refusing new connections until it frees');
-    } else if (this.heapTightAt !== null && (!over || active < this.heapTightAt * 0.9)) {
+    if (this.heapTightAt === null) {
+      // Eased while garbage still filled the heap: tight again only if connections grow again, not
+      // while a closing flood drains (flapping would refuse the few clients arriving meanwhile).
+      if (!over) this.heapEasedLow = null;
+      else if (this.heapEasedLow !== null && active < this.heapEasedLow + TIGHT_FLOOR) this.heapEasedLow = Math.min(this.heapEasedLow, active);
+      else {
+        this.heapTightAt = active;
+        this.heapEasedLow = null;
+        this.logger.warn(fields, 'memory is tight: refusing new connections until it frees');
+      }
+    } else if (!over || active < this.heapTightAt * 0.9) {
       this.heapTightAt = null;
+      this.heapEasedLow = over ? active : null;
       this.logger.info(fields, 'memory freed: accepting again');
     }
     return this.heapTightAt !== null;

@@ -243,6 +243,9 @@ t.test('file descriptors', async (t) => {
     if (fresh.error) t.comment(mux.other().slice(-2000));
     const reply = await httpOnce(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n').catch((e: Error) => e.message);
     t.match(reply, /^HTTP\/1\.1 200/, 'and a new HTTP client right after it');
+    if (!reply.startsWith('HTTP/1.1 200')) t.comment(JSON.stringify(mux.logs.filter((l) => l.msg !== 'connection').slice(-10)));
+    const flips = mux.count((l) => l.msg.startsWith('memory is tight'));
+    t.comment(`memory went tight ${flips} time(s) during the flood and its drain`);
     const peak = rss.stop();
     return {
       load: `${fmt(total)} connections each holding 8 KB of an unfinished request line, heap limit ${heapMB} MB`,
