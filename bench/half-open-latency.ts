@@ -26,6 +26,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { createRequire } from 'node:module';
 import { startBinary, sleep, type Binary } from '../test/hostile/lib.js';
+import { cpuMsOf } from '../src/bench/process.js';
 
 const { values } = parseArgs({
   options: {
@@ -105,10 +106,7 @@ function nstat(): Record<string, number> {
   return Object.fromEntries([...out.matchAll(/^(\S+)\s+(\d+)/gm)].map((m) => [m[1]!, Number(m[2])]));
 }
 
-const cpuMs = (pid: number): number => {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * (1000 / 100);
-};
+const cpuMs = (pid: number): number => cpuMsOf(pid) ?? NaN;
 
 async function backends(): Promise<{ api: number; echo: number; stop(): void }> {
   if (values.backends === 'child') {

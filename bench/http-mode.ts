@@ -15,13 +15,13 @@
  * machine the load generator, the server and sniffmux share the cores, so
  * requests/s alone understates or overstates the cost of a mode).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { cpuMsOf, freePort, spawnDaemon, waitForPort, type Daemon } from '../src/bench/process.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(ROOT, 'dist/cli.js');
@@ -39,44 +39,17 @@ const connections = Number(values.connections);
 const rounds = Number(values.rounds);
 const size = Number(values.size);
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+/** CPU time of the sniffmux process so far, ms (NaN for direct: no process of ours). */
+const cpuMs = (pid: number | undefined): number => (pid === undefined ? NaN : (cpuMsOf(pid) ?? NaN));
 
 /** Starts a process and resolves once `port` accepts connections. */
-async function daemon(args: string[], port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] });
-  for (let i = 0; i < 200; i++) {
-    const up = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (up) return child;
-    if (child.exitCode !== null) throw new Error(`${args.join(' ')} exited with ${child.exitCode}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
-
-/** user + system CPU time of a process so far, in ms (Linux /proc; clock ticks of 10 ms). */
-function cpuMs(pid: number | undefined): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return NaN;
-  }
+async function daemon(args: string[], port: number): Promise<Daemon> {
+  const child = spawnDaemon(process.execPath, args);
+  await waitForPort(port, 10_000, child.alive).catch(async (error: Error) => {
+    await child.stop();
+    throw new Error(`${args.join(' ')}: ${error.message}\n${child.output()}`);
+  });
+  return child;
 }
 
 const REQUEST = Buffer.from('GET /bench HTTP/1.1\r\nHost: bench.test\r\n\r\n', 'latin1');
@@ -185,8 +158,8 @@ try {
     }
   }
 } finally {
-  mux.kill('SIGTERM');
-  backend.kill('SIGTERM');
+  await mux.stop();
+  await backend.stop();
   rmSync(dir, { recursive: true, force: true });
 }
 

@@ -14,7 +14,6 @@
  *   node --import tsx bench/native-splice.ts [--seconds 10] [--hold 5000] [--runs 3] [--only down,up,memory]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { createInterface } from 'node:readline';
@@ -22,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { splice } from '../src/splice/splice.js';
 import { adoptSockets, nativeConnSize, nativeSpliceStats, nativeSpliceUnavailable } from '../src/splice/native.js';
+import { cpuMsOf } from '../src/bench/process.js';
 
 type Mode = 'js' | 'native';
 
@@ -94,11 +94,7 @@ async function startProxy(mode: Mode, backendPort: number): Promise<Proxy> {
   };
 }
 
-/** utime + stime of a process, in ms. */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // USER_HZ = 100
-}
+const cpuMs = (pid: number): number => cpuMsOf(pid) ?? NaN;
 
 // ----------------------------------------------------------- 1. throughput
 
