@@ -13,7 +13,6 @@
 import t from 'tap';
 import http from 'node:http';
 import net from 'node:net';
-import tls from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { makeCerts } from '../helpers/certs.js';
@@ -101,19 +100,10 @@ function realClients(): { stop(): Promise<{ http: ProbeStats; tcp: ProbeStats; t
     if (result.error) throw new Error(result.error);
   }, 50);
   const tlsProbe = prober(async () => {
-    const reply = await within(
-      new Promise<string>((resolve, reject) => {
-        const s = tls.connect({ port, host: '127.0.0.1', servername: 'flood.test', rejectUnauthorized: false, ...{ localAddress: '127.0.0.4' } }, () =>
-          s.write('GET /api/tls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'),
-        );
-        let got = '';
-        s.on('data', (d: Buffer) => (got += d.toString()));
-        s.on('end', () => resolve(got));
-        s.on('error', reject);
-      }),
-      5000,
-      'TLS request',
-    );
+    const reply = await httpOnce(port, 'GET /api/tls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', {
+      servername: 'flood.test',
+      localAddress: '127.0.0.4',
+    });
     if (!reply.startsWith('HTTP/1.1 200')) throw new Error(`unexpected TLS answer: ${reply.slice(0, 40)}`);
   }, 200);
   return {

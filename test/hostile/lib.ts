@@ -293,11 +293,24 @@ export function within<T>(promise: Promise<T>, ms: number, what: string): Promis
   });
 }
 
-/** One HTTP/1.1 request on a fresh connection (from `localAddress`); resolves with the whole response once the server closes or Content-Length is met. */
-export function httpOnce(port: number, request: string, opts: { localAddress?: string; timeoutMs?: number; host?: string } = {}): Promise<string> {
+/**
+ * One HTTP/1.1 request on a fresh connection (from `localAddress`; over TLS
+ * with that SNI when `servername` is given, any certificate accepted);
+ * resolves with the whole response once the server closes or Content-Length is met.
+ */
+export function httpOnce(
+  port: number,
+  request: string,
+  opts: { localAddress?: string; timeoutMs?: number; host?: string; servername?: string } = {},
+): Promise<string> {
   return within(
     new Promise<string>((resolve, reject) => {
-      const socket = net.connect({ port, host: opts.host ?? '127.0.0.1', localAddress: opts.localAddress }, () => socket.write(request));
+      const where = { port, host: opts.host ?? '127.0.0.1', localAddress: opts.localAddress };
+      const send = (): void => void socket.write(request);
+      const socket =
+        opts.servername === undefined
+          ? net.connect(where, send)
+          : tls.connect({ ...where, servername: opts.servername, rejectUnauthorized: false }, send);
       let got = Buffer.alloc(0);
       const done = (): void => {
         socket.destroy();
@@ -315,7 +328,7 @@ export function httpOnce(port: number, request: string, opts: { localAddress?: s
       socket.on('error', reject);
     }),
     opts.timeoutMs ?? 5000,
-    `HTTP request to :${port}`,
+    `${opts.servername === undefined ? 'HTTP' : 'TLS'} request to :${port}`,
   );
 }
 

@@ -6,37 +6,10 @@
 import t from 'tap';
 import { compileCondition, FAIL, MISS, PASS, type RouteFacts, type Tri } from '../../src/route/index.js';
 import type { Condition } from '../../src/config/types.js';
-import type { HttpHead, ProbedProtocol, RouteProtocol, TlsHello } from '../../src/sniff/probe.js';
+import type { TlsHello } from '../../src/sniff/probe.js';
+import { NO_PROBE_MATCHES as ALL_NO, routeFacts as facts } from '../helpers/route-facts.js';
 import { SniffmuxError } from '../../src/errors.js';
 
-type ProbeState = 'match' | 'no-match' | 'need-more';
-
-interface Init {
-  final?: boolean;
-  probes?: Partial<Record<ProbedProtocol, ProbeState>>;
-  protocol?: RouteProtocol;
-  hello?: TlsHello;
-  http?: Partial<HttpHead>;
-  encrypted?: boolean;
-  srcIp?: string;
-  localPort?: number;
-}
-
-function facts(init: Init): RouteFacts {
-  const probes = init.probes ?? {};
-  return {
-    final: init.final ?? false,
-    probe: (p) => probes[p] ?? 'need-more',
-    protocol: init.protocol,
-    hello: init.hello,
-    http: init.http && { method: 'GET', path: '/', version: 'HTTP/1.1', headComplete: false, headers: [], host: null, websocket: false, headLength: 0, ...init.http },
-    encrypted: init.encrypted ?? false,
-    srcIp: init.srcIp ?? '203.0.113.9',
-    localPort: init.localPort ?? 8080,
-  };
-}
-
-const ALL_NO: Record<ProbedProtocol, ProbeState> = { tls: 'no-match', http2: 'no-match', http: 'no-match', ssh: 'no-match', 'flash-policy': 'no-match' };
 const HELLO: TlsHello = { sni: 'vpn.example.com', alpn: ['h2', 'http/1.1'], maxVersion: 0x0304 };
 
 /** The moments of a connection, in order. */

@@ -6,33 +6,12 @@ import t from 'tap';
 import { compileRoutes, type Decision, type RouteFacts } from '../../src/route/index.js';
 import { parseConfig } from '../../src/config/index.js';
 import type { Frontend } from '../../src/config/types.js';
-import type { HttpHead, ProbedProtocol, RouteProtocol, TlsHello } from '../../src/sniff/probe.js';
+import type { TlsHello } from '../../src/sniff/probe.js';
+import { NO_PROBE_MATCHES as NO, routeFacts, type FactsInit } from '../helpers/route-facts.js';
 import { tmpdir } from 'node:os';
 
-type ProbeState = 'match' | 'no-match' | 'need-more';
-interface Init {
-  final?: boolean;
-  probes?: Partial<Record<ProbedProtocol, ProbeState>>;
-  protocol?: RouteProtocol;
-  hello?: TlsHello;
-  http?: Partial<HttpHead>;
-  encrypted?: boolean;
-  srcIp?: string;
-}
-function facts(init: Init): RouteFacts {
-  const probes = init.probes ?? {};
-  return {
-    final: init.final ?? false,
-    probe: (p) => probes[p] ?? 'need-more',
-    protocol: init.protocol,
-    hello: init.hello,
-    http: init.http && { method: 'GET', path: '/', version: 'HTTP/1.1', headComplete: false, headers: [], host: null, websocket: false, headLength: 0, ...init.http },
-    encrypted: init.encrypted ?? false,
-    srcIp: init.srcIp ?? '127.0.0.1',
-    localPort: 8080,
-  };
-}
-const NO: Record<ProbedProtocol, ProbeState> = { tls: 'no-match', http2: 'no-match', http: 'no-match', ssh: 'no-match', 'flash-policy': 'no-match' };
+/** The facts of a connection from loopback, where these routes' `src` rules look. */
+const facts = (init: FactsInit): RouteFacts => routeFacts({ srcIp: '127.0.0.1', ...init });
 const HELLO: TlsHello = { sni: 'vpn.example.com', alpn: ['h2'], maxVersion: 0x0304 };
 const M = {
   nothing: facts({}),
