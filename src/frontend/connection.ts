@@ -27,6 +27,8 @@ const HANDED_OVER = new net.Socket();
 /** The connection a socket belongs to, read by the shared event handlers at the end of ClientConnection. */
 const kConnection = Symbol('sniffmux.connection');
 type Owned = net.Socket & { [kConnection]?: ClientConnection };
+/** A listener shared by every connection: `this` is the socket, which names its connection (kConnection). */
+type SocketHandler = (this: Owned, ...args: any[]) => void; // each takes its event's own arguments
 
 /** Told when a connection has ended and been logged (the Instance). */
 export interface ConnectionOwner {
@@ -126,19 +128,11 @@ export class ClientConnection implements RouteFacts {
 
   private attachClient(client: net.Socket): void {
     (client as Owned)[kConnection] = this;
-    client.on('data', ClientConnection.onSniffData);
-    client.on('end', ClientConnection.onClientEnd);
-    client.on('error', ClientConnection.onClientError);
-    client.on('close', ClientConnection.onClientClose);
-    client.on('timeout', ClientConnection.onClientTimeout);
+    for (const [event, handler] of ClientConnection.clientEvents) client.on(event, handler);
   }
 
   private detachClient(client: net.Socket): void {
-    client.removeListener('data', ClientConnection.onSniffData);
-    client.removeListener('end', ClientConnection.onClientEnd);
-    client.removeListener('error', ClientConnection.onClientError);
-    client.removeListener('close', ClientConnection.onClientClose);
-    client.removeListener('timeout', ClientConnection.onClientTimeout);
+    for (const [event, handler] of ClientConnection.clientEvents) client.removeListener(event, handler);
   }
 
   // ---- RouteFacts ---------------------------------------------------------
@@ -518,15 +512,11 @@ export class ClientConnection implements RouteFacts {
 
   private watchServer(server: net.Socket): void {
     (server as Owned)[kConnection] = this;
-    server.on('end', ClientConnection.onServerEnd);
-    server.on('error', ClientConnection.onServerError);
-    server.on('close', ClientConnection.onServerClose);
+    for (const [event, handler] of ClientConnection.serverEvents) server.on(event, handler);
   }
 
   private unwatchServer(server: net.Socket): void {
-    server.removeListener('end', ClientConnection.onServerEnd);
-    server.removeListener('error', ClientConnection.onServerError);
-    server.removeListener('close', ClientConnection.onServerClose);
+    for (const [event, handler] of ClientConnection.serverEvents) server.removeListener(event, handler);
   }
 
   spliceDone(r: NativeSpliceResult): void {
@@ -712,6 +702,20 @@ export class ClientConnection implements RouteFacts {
   private static readonly onSecure = function (this: Owned): void {
     this[kConnection]!.handleSecure();
   };
+
+  /** What a connection listens to on its client socket while it owns it, and on its server socket; removed as one set. */
+  private static readonly clientEvents: ReadonlyArray<readonly [string, SocketHandler]> = [
+    ['data', ClientConnection.onSniffData],
+    ['end', ClientConnection.onClientEnd],
+    ['error', ClientConnection.onClientError],
+    ['close', ClientConnection.onClientClose],
+    ['timeout', ClientConnection.onClientTimeout],
+  ];
+  private static readonly serverEvents: ReadonlyArray<readonly [string, SocketHandler]> = [
+    ['end', ClientConnection.onServerEnd],
+    ['error', ClientConnection.onServerError],
+    ['close', ClientConnection.onServerClose],
+  ];
 
   private static readonly inspectDelayOver = (connection: ClientConnection): void => connection.handleInspectDelay();
   private static readonly handshakeTimedOut = (connection: ClientConnection): void => connection.handleHandshakeTimeout();
