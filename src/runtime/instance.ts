@@ -19,6 +19,7 @@ import { SniffmuxError } from '../errors.js';
 import { startNativeSplice } from '../splice/native.js';
 import { descriptorBudget, readDescriptorUse, type DescriptorBudget } from './descriptors.js';
 import { FairStart } from './fair-start.js';
+import { HeapPressure, oldGenerationLimit } from './heap-pressure.js';
 
 export interface BoundAddress {
   readonly frontend: string;
@@ -47,10 +48,7 @@ export class Instance {
   private readonly starting = new FairStart<BoundListener>((socket, listener) => this.accept(socket, listener));
   private drained: (() => void) | null = null;
   private started = false;
-  /** While the heap is tight (memoryTight): the connections open when it became so; else null. */
-  private heapTightAt: number | null = null;
-  /** After it eased with the heap still over the mark: the fewest connections open since (memoryTight). */
-  private heapEasedLow: number | null = null;
+  private readonly heap = new HeapPressure();
   private heapCheckedAt = 0;
   /** Re-checks held connections while any wait (memory can free without a connection closing). */
   private pendingTimer: NodeJS.Timeout | null = null;
@@ -285,46 +283,23 @@ export class Instance {
   }
 
   /**
-   * The JavaScript heap is nearly at V8's limit: new connections are
-   * refused and held ones wait, so that a flood is shed instead of aborting
-   * the process (V8 ends it on heap exhaustion). Heap use counts garbage not
-   * yet collected, which an idle process may keep for long: so it is at ease
-   * again once the heap is below the mark or a tenth of the connections open
-   * when it became tight have closed (a collection follows the allocations
-   * of new ones); after easing that way it is tight again only once
-   * TIGHT_FLOOR more connections are open than the fewest since, so a
-   * draining flood does not flap it. Measured at most every 100 ms.
-   *
-   * With fewer than TIGHT_FLOOR connections open it is never tight: so few
-   * cannot hold that much, the heap is garbage V8 will collect before it
-   * runs short, and refusing would leave a quiet process refusing everyone
-   * after a flood until its next collection (CI saw exactly that).
+   * The JavaScript heap is nearly at V8's limit (HeapPressure): new
+   * connections are refused and held ones wait. Measured at most every 100 ms.
    */
   private memoryTight(): boolean {
     const now = performance.now();
-    if (now - this.heapCheckedAt < 100) return this.heapTightAt !== null;
+    if (now - this.heapCheckedAt < 100) return this.heap.tight;
     this.heapCheckedAt = now;
-    const heap = v8.getHeapStatistics();
-    const limit = oldGenerationLimit(heap.heap_size_limit);
+    const { used_heap_size: used, heap_size_limit: sizeLimit } = v8.getHeapStatistics();
+    const limit = oldGenerationLimit(sizeLimit);
     const active = this.connections.size;
-    const over = heap.used_heap_size > HEAP_TIGHT * limit && active >= TIGHT_FLOOR;
-    const fields = { heapUsedMB: Math.round(heap.used_heap_size / 1048576), heapLimitMB: Math.round(limit / 1048576), active };
-    if (this.heapTightAt === null) {
-      // Eased while garbage still filled the heap: tight again only if connections grow again, not
-      // while a closing flood drains (flapping would refuse the few clients arriving meanwhile).
-      if (!over) this.heapEasedLow = null;
-      else if (this.heapEasedLow !== null && active < this.heapEasedLow + TIGHT_FLOOR) this.heapEasedLow = Math.min(this.heapEasedLow, active);
-      else {
-        this.heapTightAt = active;
-        this.heapEasedLow = null;
-        this.logger.warn(fields, 'memory is tight: refusing new connections until it frees');
-      }
-    } else if (!over || active < this.heapTightAt * 0.9) {
-      this.heapTightAt = null;
-      this.heapEasedLow = over ? active : null;
-      this.logger.info(fields, 'memory freed: accepting again');
+    const change = this.heap.update(used, limit, active);
+    if (change !== null) {
+      const fields = { heapUsedMB: Math.round(used / 1048576), heapLimitMB: Math.round(limit / 1048576), active };
+      if (change === 'tight') this.logger.warn(fields, 'memory is tight: refusing new connections until it frees');
+      else this.logger.info(fields, 'memory freed: accepting again');
     }
-    return this.heapTightAt !== null;
+    return this.heap.tight;
   }
 
   private serve(socket: net.Socket, frontend: FrontendRuntime, listener: BoundListener): void {
@@ -512,26 +487,6 @@ function spliceNatively(config: Config): boolean {
 
 /** Connections held unread beyond maxconn before new ones are refused (as a listen backlog). */
 const MAX_PENDING = 4096;
-
-/**
- * Share of V8's old-generation limit past which new connections are refused
- * (memoryTight). Half: the other half is headroom for the connections
- * already open, which still allocate (thousands closing at once need some).
- */
-const HEAP_TIGHT = 0.5;
-/** Below this many open connections the heap is never called tight (memoryTight). */
-const TIGHT_FLOOR = 256;
-/**
- * The size V8 lets the old generation reach before it aborts the process:
- * --max-old-space-size when given (node flags or NODE_OPTIONS), else
- * heap_size_limit less a generous allowance for the young generation.
- */
-function oldGenerationLimit(heapSizeLimit: number): number {
-  const flags = `${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`;
-  const set = /--max[-_]old[-_]space[-_]size[= ](\d+)/.exec(flags);
-  if (set) return Number(set[1]) * 1048576;
-  return heapSizeLimit > 256 * 1048576 ? heapSizeLimit - 64 * 1048576 : heapSizeLimit / 2;
-}
 
 /**
  * An address with the same PROXY-protocol expectation is the same listener
