@@ -34,7 +34,7 @@ function listenCollisions(config: Config): Problem[] {
       const path: PathSegment[] = ['frontends', fi, 'listen', li];
       const host = l.address.host.toLowerCase();
       // Port 0: the OS picks a free port for each bind, so only the same address written twice in one
-      // frontend clashes (sniffmux keeps those listeners by frontend and address, and would lose one of the two).
+      // frontend clashes (Instance keeps those listeners by frontend and address, listenKey, and would lose one of the two).
       const clash =
         l.address.port === 0
           ? seen.find((s) => s.port === 0 && s.host === host && s.frontend === fi)

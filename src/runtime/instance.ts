@@ -491,7 +491,8 @@ const MAX_PENDING = 4096;
 /**
  * An address with the same PROXY-protocol expectation is the same listener
  * across reloads. Port 0 ("any free port") is never shared: each such listen
- * is its own, kept while its frontend keeps it.
+ * is its own, kept while its frontend keeps it; the config check
+ * (listenCollisions in config/semantic.ts) refuses the one key that would clash.
  */
 function listenKey(listen: Listen, frontend: string): string {
   const { host, port } = listen.address;
