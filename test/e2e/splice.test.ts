@@ -84,8 +84,8 @@ for (const mode of ['native', 'js'] as const) {
         const { received } = await exchange(mux.port('fe'), 'ping', { until: (r) => r.toString().endsWith('ping') });
         t.equal(firstLine(received), 'up');
       }
-      const lines = mux.connections();
-      t.equal(lines.length >= 2, true);
+      const lines = await mux.waitForConnections(3);
+      t.equal(lines.length, 3, 'one line per connection');
       for (const line of lines) t.equal(line.server, 's2');
       t.ok(mux.logs.some((l) => l.msg === 'server connect failed' && l.server === 's1'), 'the failed connect is logged');
     });

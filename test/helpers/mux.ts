@@ -19,6 +19,12 @@ export interface RunningMux {
   waitForLog(predicate: (line: LogLine) => boolean): Promise<LogLine>;
   /** The `connection` log lines. */
   connections(): LogLine[];
+  /**
+   * Resolves with the `connection` lines once there are at least `count`:
+   * the line is written after both sides closed, so a client that has its
+   * answer can be ahead of it.
+   */
+  waitForConnections(count: number): Promise<LogLine[]>;
   stop(): Promise<void>;
 }
 
@@ -49,16 +55,22 @@ export async function startMux(raw: unknown, opts: { level?: string; baseDir?: s
   const logger = createLogger((opts.level ?? 'info') as 'info', sink);
   const instance = new Instance(config, logger);
   await instance.start();
+  const connections = () => logs.filter((l) => l.msg === 'connection');
+  const waitForLog = (predicate: (line: LogLine) => boolean): Promise<LogLine> => {
+    const found = logs.find(predicate);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve) => waiters.push({ predicate, resolve }));
+  };
   return {
     instance,
     logs,
     port: (frontend, index = 0) => instance.port(frontend, index),
-    waitForLog(predicate) {
-      const found = logs.find(predicate);
-      if (found) return Promise.resolve(found);
-      return new Promise((resolve) => waiters.push({ predicate, resolve }));
+    waitForLog,
+    connections,
+    async waitForConnections(count) {
+      await waitForLog(() => connections().length >= count);
+      return connections();
     },
-    connections: () => logs.filter((l) => l.msg === 'connection'),
     stop: () => instance.stop(0),
   };
 }

@@ -206,6 +206,6 @@ t.test('smuggling shapes are refused, and nothing behind them reaches a server',
   const bad = await ask(m.port('fe'), `POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcdef\r\n0\r\n\r\n${smuggled}`);
   t.equal(bad.closed, true, 'a chunk longer than its size closes the connection');
   t.same(web.seen.map((s) => s.url).filter((u) => u === '/admin'), [], 'the smuggled request never reached the server');
-  const lines = m.connections();
+  const lines = await m.waitForConnections(attempts.length + 1);
   t.ok(lines.every((l) => l.termination === 'bad-request'), 'each is logged as bad-request');
 });
