@@ -1,6 +1,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Address } from '../config/types.js';
+import { nativeConnect } from '../splice/native.js';
 import type { BackendTlsOptions } from '../tls/client.js';
 
 export type ConnectFailure = 'connect-timeout' | 'connect-error';
@@ -41,62 +42,118 @@ export function reportDescriptorShortage(error: NodeJS.ErrnoException, address: 
 }
 
 /**
- * Opens a connection to a server — plain TCP, or TLS when the backend
- * re-encrypts — failing with `connect-timeout` when it is not established
- * (handshake included) within `timeoutMs`. Half-open is allowed so that a
- * client's FIN can be passed on while the server still answers. When this
- * process has no file descriptor to spare (EMFILE, ENFILE) it waits for one
- * within the same timeout instead of failing: the server is not at fault.
+ * One try at a connection: calls `succeed` or `fail` once (not synchronously
+ * required), and returns how to abandon it (the timeout fired).
  */
-export function connectTo(address: Address, timeoutMs: number, secure: BackendTlsOptions | null = null): Promise<net.Socket> {
+type Attempt<T> = (succeed: (value: T) => void, fail: (error: Error) => void) => () => void;
+
+/**
+ * Runs connect attempts until one succeeds, fails or `timeoutMs` passes.
+ * When this process has no file descriptor to spare (EMFILE, ENFILE) it
+ * tries again within the same timeout instead of failing: the server is
+ * not at fault.
+ */
+function connectWithin<T>(address: Address, timeoutMs: number, attempt: Attempt<T>, failure: (error: Error) => string): Promise<T> {
   return new Promise((resolve, reject) => {
-    const host = address.host || '127.0.0.1';
     let settled = false;
-    let socket: net.Socket | null = null;
+    let abandon: (() => void) | null = null;
     let retry: NodeJS.Timeout | null = null;
     const timer = setTimeout(() => {
       settled = true;
       if (retry) clearTimeout(retry);
-      socket?.destroy();
+      abandon?.();
       reject(new ConnectError('connect-timeout', `connect to ${address.text} timed out after ${timeoutMs} ms`));
     }, timeoutMs);
-    const attempt = (): void => {
-      retry = null;
-      const raw = net.connect({ host, port: address.port, allowHalfOpen: true, noDelay: true });
-      const current = secure
-        ? tls.connect({
-            socket: raw,
-            secureContext: secure.secureContext,
-            rejectUnauthorized: secure.rejectUnauthorized,
-            servername: secure.servername ?? (net.isIP(host) ? undefined : host),
-          })
-        : raw;
-      socket = current;
-      const onError = (error: Error): void => {
-        if (settled || socket !== current) return;
-        current.destroy();
-        if (outOfDescriptors(error)) {
-          reportDescriptorShortage(error, address.text);
-          socket = null;
-          retry = setTimeout(attempt, DESCRIPTOR_RETRY_MS);
-          return;
-        }
-        settled = true;
-        clearTimeout(timer);
-        const tlsFailure = secure && (error as NodeJS.ErrnoException).code !== 'ECONNREFUSED';
-        reject(new ConnectError('connect-error', `${tlsFailure ? 'TLS connect to' : 'connect to'} ${address.text} failed: ${error.message}`));
-      };
-      current.once(secure ? 'secureConnect' : 'connect', () => {
-        if (settled || socket !== current) return;
-        settled = true;
-        clearTimeout(timer);
-        current.removeListener('error', onError);
-        resolve(current);
-      });
-      current.on('error', onError);
-      // The TCP socket under a TLS one: its errors before the handshake fail the connect; later ones reach the TLS socket as a close.
-      if (current !== raw) raw.on('error', onError);
+    const fail = (error: Error): void => {
+      if (settled) return;
+      abandon = null;
+      if (outOfDescriptors(error)) {
+        reportDescriptorShortage(error, address.text);
+        retry = setTimeout(start, DESCRIPTOR_RETRY_MS);
+        return;
+      }
+      settled = true;
+      clearTimeout(timer);
+      reject(new ConnectError('connect-error', failure(error)));
     };
-    attempt();
+    const succeed = (value: T): void => {
+      settled = true;
+      clearTimeout(timer);
+      resolve(value);
+    };
+    const start = (): void => {
+      retry = null;
+      try {
+        abandon = attempt(succeed, fail);
+      } catch (error) {
+        fail(error as Error);
+      }
+    };
+    start();
   });
+}
+
+/**
+ * Opens a connection to a server — plain TCP, or TLS when the backend
+ * re-encrypts — failing with `connect-timeout` when it is not established
+ * (handshake included) within `timeoutMs`. Half-open is allowed so that a
+ * client's FIN can be passed on while the server still answers.
+ */
+export function connectTo(address: Address, timeoutMs: number, secure: BackendTlsOptions | null = null): Promise<net.Socket> {
+  const host = address.host || '127.0.0.1';
+  const attempt: Attempt<net.Socket> = (succeed, fail) => {
+    const raw = net.connect({ host, port: address.port, allowHalfOpen: true, noDelay: true });
+    const socket = secure
+      ? tls.connect({
+          socket: raw,
+          secureContext: secure.secureContext,
+          rejectUnauthorized: secure.rejectUnauthorized,
+          servername: secure.servername ?? (net.isIP(host) ? undefined : host),
+        })
+      : raw;
+    let done = false;
+    const onError = (error: Error): void => {
+      if (done) return;
+      done = true;
+      socket.destroy();
+      fail(error);
+    };
+    socket.once(secure ? 'secureConnect' : 'connect', () => {
+      if (done) return;
+      done = true;
+      // The raw socket under a TLS one keeps the (now inert) listener: an error there must never go unheard.
+      socket.removeListener('error', onError);
+      succeed(socket);
+    });
+    socket.on('error', onError);
+    // The TCP socket under a TLS one: its errors before the handshake fail the connect; later ones reach the TLS socket as a close.
+    if (socket !== raw) raw.on('error', onError);
+    return () => {
+      done = true;
+      socket.destroy();
+    };
+  };
+  return connectWithin(address, timeoutMs, attempt, (error) => {
+    const tlsFailure = secure && (error as NodeJS.ErrnoException).code !== 'ECONNREFUSED';
+    return `${tlsFailure ? 'TLS connect to' : 'connect to'} ${address.text} failed: ${error.message}`;
+  });
+}
+
+/** A server the native thread can connect to: a numeric address (no name to resolve). */
+export function nativelyConnectable(address: Address): boolean {
+  return address.host === '' || net.isIP(address.host) !== 0;
+}
+
+/**
+ * connectTo for a plain TCP server, made by the native splice's thread
+ * (src/splice/native.ts): resolves with the connected descriptor, for
+ * adoptConnected. Only for nativelyConnectable addresses.
+ */
+export function connectFd(address: Address, timeoutMs: number): Promise<number> {
+  const host = address.host || '127.0.0.1';
+  const attempt: Attempt<number> = (succeed, fail) => {
+    const pending = nativeConnect(host, address.port, (error, fd) => (error ? fail(error) : succeed(fd)));
+    return () => pending.cancel();
+  };
+  return connectWithin(address, timeoutMs, attempt, (error) => `connect to ${address.text} failed: ${error.message}`);
 }

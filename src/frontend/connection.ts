@@ -1,10 +1,11 @@
+import { closeSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import type { Listen } from '../config/types.js';
 import { queueFullReason, type Acquired, type BackendPool } from '../backend/pool.js';
 import type { ServerState } from '../backend/server-state.js';
-import { ConnectError, connectTo } from '../backend/connect.js';
+import { ConnectError, connectFd, connectTo, nativelyConnectable } from '../backend/connect.js';
 import { proxyHeaderFor } from '../backend/proxy-header.js';
 import { HTTP_503, HTTP_504 } from '../http/responses.js';
 import { HttpSession, type SessionHost } from '../http/session.js';
@@ -17,7 +18,7 @@ import { parseProxyHeader } from '../sniff/proxy-protocol.js';
 import { Sniffer, type SniffView } from '../sniff/sniffer.js';
 import { formatAddress, unmapIPv4 } from './client-address.js';
 import { splice as spliceSockets } from '../splice/splice.js';
-import { adoptSockets, type NativeSplice, type NativeSpliceResult } from '../splice/native.js';
+import { adoptConnected, adoptSockets, type NativeSplice, type NativeSpliceResult } from '../splice/native.js';
 import { decide } from './decide.js';
 import type { FrontendRuntime } from './frontend.js';
 
@@ -404,15 +405,18 @@ export class ClientConnection implements RouteFacts {
       this.serverState = server;
       if (this.phase !== 'connect') return pool.release(server);
       try {
-        const socket = await connectTo(server.config.address, pool.config.timeouts.connect, pool.tls);
+        const address = server.config.address;
+        const timeout = pool.config.timeouts.connect;
+        const connection = this.splicesNatively(pool) && nativelyConnectable(address) ? await connectFd(address, timeout) : await connectTo(address, timeout, pool.tls);
         this.connectMs = performance.now() - started - this.queueMs;
         server.total++;
         if (this.phase !== 'connect') {
           // The client left while we were connecting.
-          socket.destroy();
+          if (typeof connection === 'number') closeSync(connection);
+          else connection.destroy();
           return pool.release(server);
         }
-        return this.splice(socket);
+        return typeof connection === 'number' ? this.spliceDescriptor(connection) : this.splice(connection);
       } catch (error) {
         pool.release(server);
         server.failures++;
@@ -438,7 +442,6 @@ export class ClientConnection implements RouteFacts {
    * (src/splice: pipe()'s behaviour without its per-connection closures).
    */
   private splice(server: net.Socket): void {
-    const backend = this.backend!;
     this.phase = 'splice';
     this.server = server;
     this.serverClosed = false;
@@ -448,20 +451,58 @@ export class ClientConnection implements RouteFacts {
     // socket the one refreshed first, usually the server's, would fire: a word that depended on who spoke last).
     const tunnel = this.tunnelTimeout();
     this.client.setTimeout(tunnel);
-    if (backend.config.proxyProtocol) {
-      server.write(
-        proxyHeaderFor(backend.config.proxyProtocol, {
-          source: { address: this.srcIp, port: this.clientPort },
-          destination: { address: unmapIPv4(this.socket.localAddress ?? ''), port: this.localPort },
-          hello: this.hello,
-        }),
-      );
-    }
-    if (this.peeked.length > 0) server.write(this.peeked);
-    this.peeked = EMPTY;
-    const plain = this.client === this.socket && backend.tls === null && this.httpSession === null;
-    if (plain && this.frontend.process.spliceNatively && this.handOver(server, tunnel)) return;
+    const replay = this.takeReplay();
+    if (replay.length > 0) server.write(replay);
+    if (this.splicesNatively(this.backend!) && this.handOver(server, tunnel)) return;
     spliceSockets(this.client, server);
+  }
+
+  /** Plain TCP both ways and the addon loaded: the native loop can carry the connection. */
+  private splicesNatively(pool: BackendPool): boolean {
+    return this.client === this.socket && pool.tls === null && this.httpSession === null && this.frontend.process.spliceNatively;
+  }
+
+  /** What the server gets before the client's next byte: the PROXY header when the backend wants one, then the peeked bytes. */
+  private takeReplay(): Buffer {
+    const peeked = this.peeked;
+    this.peeked = EMPTY;
+    const version = this.backend!.config.proxyProtocol;
+    if (!version) return peeked;
+    const header = proxyHeaderFor(version, {
+      source: { address: this.srcIp, port: this.clientPort },
+      destination: { address: unmapIPv4(this.socket.localAddress ?? ''), port: this.localPort },
+      hello: this.hello,
+    });
+    return peeked.length > 0 ? Buffer.concat([header, peeked]) : header;
+  }
+
+  /**
+   * The server connection the native thread made (connectFd): the loop
+   * sends the replay and splices, and no JS socket ever exists for the
+   * server side. If the loop cannot take it after all, the descriptor
+   * becomes a socket for the JavaScript splice.
+   */
+  private spliceDescriptor(fd: number): void {
+    this.phase = 'splice';
+    const tunnel = this.tunnelTimeout();
+    const replay = this.takeReplay();
+    const client = this.client;
+    try {
+      this.native = adoptConnected(client, fd, replay, tunnel, this);
+    } catch (error) {
+      this.nativeDeclined((error as Error).message);
+      const server = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+      this.server = server;
+      this.serverClosed = false;
+      this.watchServer(server);
+      client.setTimeout(tunnel);
+      if (replay.length > 0) server.write(replay);
+      spliceSockets(client, server);
+      return;
+    }
+    this.serverClosed = false;
+    this.detachClient(client);
+    this.socket = this.client = HANDED_OVER;
   }
 
   /**

@@ -1,6 +1,6 @@
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import type net from 'node:net';
+import net from 'node:net';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
@@ -62,6 +62,8 @@ export interface NativeSplice {
 interface Binding {
   start(onBatch: (batch: number[]) => void): void;
   adopt(fdA: number, fdB: number, preA: Buffer | null, preB: Buffer | null, flags: number, idleMs: number, id: number): object;
+  /** [fd, handle]: a non-blocking connect to a numeric address; its end comes in a batch (END connected / connect-failed) */
+  connect(host: string, port: number, id: number): [number, object];
   abort(handle: object): void;
   /** [readA, readB, aToB, bToA, unsentAToB, unsentBToA, inPipeAToB, inPipeBToA] */
   counters(handle: object): number[];
@@ -126,16 +128,22 @@ export function nativeSpliceStats(): NativeSpliceStats | null {
 }
 
 const END = ['done', 'a-error', 'b-error', 'a-timeout', 'b-timeout', 'aborted'] as const;
+/** End codes of a native connect (after END's), see connect_done in splice.c. */
+const END_ABORTED = 5;
+const END_CONNECTED = 6;
 const F_A_EOF = 1;
 const F_B_EOF = 2;
 const F_A_WR_SHUT = 4;
 const F_B_WR_SHUT = 8;
+/** fdB is a connection nativeConnect made: the loop takes it as it is, no dup. */
+const F_B_OWNED = 16;
 /** The longest a Node timer takes (a longer one fires at once). */
 const TIMER_MAX = 2 ** 31 - 1;
 /** Fields per connection in a batch of completions, see call_js in splice.c. */
 const BATCH_FIELDS = 10;
 
 const live = new Map<number, Adoption>();
+const connecting = new Map<number, PendingConnect>();
 let nextId = 1;
 let startError: string | null | undefined;
 
@@ -159,9 +167,17 @@ export function startNativeSplice(): string | null {
 /** One call per batch of completions from the native thread: [id, end, first, aToB, bToA, errno, preLeftA, preLeftB, readA, readB]*. */
 function onBatch(batch: number[]): void {
   const done: Array<[Adoption, NativeSpliceResult]> = [];
+  const connected: Array<[PendingConnect, number, number]> = [];
   // First mark every handle of the batch done, so a spliceDone that aborts
   // another connection of the same batch is a no-op.
   for (let i = 0; i + BATCH_FIELDS - 1 < batch.length; i += BATCH_FIELDS) {
+    const pending = connecting.get(batch[i]!);
+    if (pending) {
+      connecting.delete(batch[i]!);
+      pending.handle = null;
+      connected.push([pending, batch[i + 1]!, batch[i + 5]!]);
+      continue;
+    }
     const job = live.get(batch[i]!);
     if (!job) continue;
     live.delete(batch[i]!);
@@ -175,14 +191,25 @@ function onBatch(batch: number[]): void {
       bToA,
       end,
       firstEnd: first === 0 ? 'a' : first === 1 ? 'b' : null,
-      bufferedAToB: job.preA - batch[i + 6]!,
+      bufferedAToB: job.bufferedSentToB(batch[i + 6]!),
       bufferedBToA: job.preB - batch[i + 7]!,
       bytes: job.totals(batch[i + 8]!, batch[i + 9]!, aToB, bToA),
     };
     if ((end === 'a-error' || end === 'b-error') && batch[i + 5]) result.error = errnoName(batch[i + 5]!);
     done.push([job, result]);
   }
+  for (const [pending, end, errno] of connected) pending.settle(end, errno);
   for (const [job, result] of done) job.finish(result);
+}
+
+/** An error as Node's own connect gives it (`connect ECONNREFUSED 127.0.0.1:80`, code, errno, syscall). */
+function connectError(errno: number, host: string, port: number): NodeJS.ErrnoException {
+  const code = errnoName(errno);
+  const error: NodeJS.ErrnoException = new Error(`connect ${code} ${host}:${port}`);
+  error.code = code;
+  error.errno = -errno;
+  error.syscall = 'connect';
+  return error;
 }
 
 function errnoName(errno: number): string {
@@ -227,7 +254,7 @@ const NOTHING: NativeSpliceBytes = { fromA: 0, fromB: 0, toA: 0, toB: 0 };
 class Adoption implements NativeSplice {
   /** the native conn while the native loop owns it; null before and after */
   handle: object | null = null;
-  /** bytes JS had read from a (b) and not consumed, handed to the native loop */
+  /** bytes handed to the native loop to send to b (a): the replay, then what JS had read from a (b) and not consumed */
   preA = 0;
   preB = 0;
   private state: 'flushing' | 'native' | 'done' = 'flushing';
@@ -237,12 +264,16 @@ class Adoption implements NativeSplice {
   /** the last result, for counters() once done */
   private final: NativeSpliceBytes | null = null;
 
-  /** the JS sockets until the hand-over (then dropped, so they can be collected) */
-  private sockets: [a: net.Socket, b: net.Socket] | null;
+  /** the JS sockets until the hand-over (then dropped, so they can be collected); no b when b is a descriptor nativeConnect made */
+  private sockets: [a: net.Socket, b: net.Socket | null] | null;
 
   constructor(
     a: net.Socket,
-    b: net.Socket,
+    b: net.Socket | null,
+    /** b's descriptor when there is no b socket: ours until the loop takes it (then -1) */
+    private fdB: number,
+    /** bytes to send to b before anything read from a (a sniffed connection's replay) */
+    private readonly replay: Buffer | null,
     private readonly idleMs: number,
     private readonly owner: SpliceOwner,
     private readonly id: number,
@@ -250,9 +281,15 @@ class Adoption implements NativeSplice {
     this.sockets = [a, b];
   }
 
+  /** How many of the pre-buffer bytes the loop sent to b were from a's JS buffer (not the replay). */
+  bufferedSentToB(preLeft: number): number {
+    return Math.max(0, this.preA - preLeft - (this.replay?.length ?? 0));
+  }
+
   start(): void {
     const [a, b] = this.sockets!;
     for (const [side, s] of [['a', a], ['b', b]] as const) {
+      if (s === null) continue;
       // Nothing else may see the bytes from here on; they go to the other side natively.
       s.removeAllListeners('data');
       s.removeAllListeners('readable');
@@ -281,7 +318,7 @@ class Adoption implements NativeSplice {
   private flush(): void {
     if (this.state !== 'flushing') return;
     for (const s of this.sockets!) {
-      if (settled(s)) continue;
+      if (s === null || settled(s)) continue;
       if (s.connecting) s.once('connect', () => this.flush());
       else if (s.writableEnded) s.once('finish', () => this.flush());
       // An empty write completes after every write before it has completed.
@@ -294,20 +331,20 @@ class Adoption implements NativeSplice {
   private handOver(): void {
     const [a, b] = this.sockets!;
     const fdA = fdOf(a);
-    const fdB = fdOf(b);
+    const fdB = b ? fdOf(b) : this.fdB;
     if (fdA < 0 || fdB < 0) {
       this.failBeforeNative(fdA < 0 ? 'a-error' : 'b-error', fdA < 0 ? 'a' : 'b', 'EBADF');
       return;
     }
-    const preA = takeBuffered(a);
-    const preB = takeBuffered(b);
+    const bufferedA = takeBuffered(a);
+    const preA = this.replay === null ? bufferedA : bufferedA === null ? this.replay : Buffer.concat([this.replay, bufferedA]);
+    const preB = b ? takeBuffered(b) : null;
     this.preA = preA?.length ?? 0;
     this.preB = preB?.length ?? 0;
     const flags =
       (finReceived(a) ? F_A_EOF : 0) |
-      (finReceived(b) ? F_B_EOF : 0) |
       (a.writableEnded ? F_A_WR_SHUT : 0) |
-      (b.writableEnded ? F_B_WR_SHUT : 0);
+      (b === null ? F_B_OWNED : (finReceived(b) ? F_B_EOF : 0) | (b.writableEnded ? F_B_WR_SHUT : 0));
     let handle: object;
     try {
       handle = binding!.adopt(fdA, fdB, preA, preB, flags, this.idleMs, this.id);
@@ -315,24 +352,31 @@ class Adoption implements NativeSplice {
       // dup() failed (EMFILE): the connection cannot be handed over.
       const errno = (err as { errno?: number }).errno;
       const reason = errno ? errnoName(errno) : (err as Error).message;
-      if (this.owner.spliceRefused) return this.giveBack(preA, preB, reason);
+      if (this.owner.spliceRefused) return this.giveBack(bufferedA, preB, reason);
       this.failBeforeNative('a-error', 'a', reason);
       return;
     }
     this.js = jsBytes(a, b);
     this.state = 'native';
     this.handle = handle;
+    this.fdB = -1;
     live.set(this.id, this);
     for (const c of this.cleanups.splice(0)) c();
     this.sockets = null;
     // libuv removes its fd from its epoll set and closes it; the dup keeps the connection open.
     a.destroy();
-    b.destroy();
+    b?.destroy();
   }
 
-  /** The sockets go back to the caller as they were: the bytes taken from their buffers in front again, paused, none of our listeners. */
+  /**
+   * The sockets go back to the caller as they were: the bytes taken from their buffers in front again, paused, none of our listeners.
+   * A b that was a descriptor becomes a socket, with the replay written to it.
+   */
   private giveBack(preA: Buffer | null, preB: Buffer | null, reason: string): void {
-    const [a, b] = this.sockets!;
+    const [a, given] = this.sockets!;
+    const b = given ?? new net.Socket({ fd: this.fdB, readable: true, writable: true, allowHalfOpen: true });
+    this.fdB = -1;
+    if (given === null && this.replay) b.write(this.replay);
     if (preA) a.unshift(preA);
     if (preB) b.unshift(preB);
     this.state = 'done';
@@ -355,8 +399,10 @@ class Adoption implements NativeSplice {
 
   private destroySockets(): void {
     for (const c of this.cleanups.splice(0)) c();
-    for (const s of this.sockets ?? []) s.destroy();
+    for (const s of this.sockets ?? []) s?.destroy();
     this.sockets = null;
+    if (this.fdB >= 0) closeSync(this.fdB);
+    this.fdB = -1;
   }
 
   abort(): void {
@@ -367,7 +413,7 @@ class Adoption implements NativeSplice {
   counters(): NativeSpliceCounters {
     if (this.state === 'flushing') {
       const [a, b] = this.sockets!;
-      const held = a.writableLength + a.readableLength + b.writableLength + b.readableLength;
+      const held = a.writableLength + a.readableLength + (b ? b.writableLength + b.readableLength : 0) + (this.replay?.length ?? 0);
       return { ...jsBytes(a, b), heldUserland: held, heldInPipes: 0 };
     }
     if (this.handle === null) return { ...(this.final ?? this.js), heldUserland: 0, heldInPipes: 0 };
@@ -399,8 +445,8 @@ class Adoption implements NativeSplice {
   }
 }
 
-function jsBytes(a: net.Socket, b: net.Socket): NativeSpliceBytes {
-  return { fromA: a.bytesRead, fromB: b.bytesRead, toA: a.bytesWritten, toB: b.bytesWritten };
+function jsBytes(a: net.Socket, b: net.Socket | null): NativeSpliceBytes {
+  return { fromA: a.bytesRead, fromB: b?.bytesRead ?? 0, toA: a.bytesWritten, toB: b?.bytesWritten ?? 0 };
 }
 
 /**
@@ -460,7 +506,96 @@ export function adoptSockets(
   if ((!a.connecting && fdOf(a) < 0) || (!b.connecting && fdOf(b) < 0)) throw new TypeError('adoptSockets: a socket without a file descriptor (not a plain TCP socket)');
   const notStarted = startNativeSplice();
   if (notStarted !== null) throw new Error(notStarted);
-  const job = new Adoption(a, b, Math.min(Math.ceil(idleMs), 0xffffffff), owner, nextId++);
+  const job = new Adoption(a, b, -1, null, Math.min(Math.ceil(idleMs), 0xffffffff), owner, nextId++);
   job.start();
   return job;
+}
+
+/**
+ * adoptSockets for a connection whose server side is a descriptor
+ * nativeConnect made (so no JS socket was ever built for it): `replay` goes
+ * to the server first, then what JS has buffered from `a`, then the splice.
+ * fdB is the native splice's from this call on, whatever happens (closed if
+ * the connection ends before the hand-over); spliceRefused gets a socket made
+ * from it, with the replay written. Throws like adoptSockets, leaving fdB to
+ * the caller.
+ */
+export function adoptConnected(a: net.Socket, fdB: number, replay: Buffer | null, idleMs: number, owner: SpliceOwner): NativeSplice {
+  if (binding === null) throw new Error(`native splice unavailable: ${nativeSpliceUnavailable}`);
+  if (a instanceof tls.TLSSocket) throw new TypeError('adoptConnected: a plain TCP socket only, not TLS');
+  if (a.destroyed) throw new Error('adoptConnected: socket already destroyed');
+  if (!(idleMs >= 0)) throw new RangeError(`adoptConnected: idleMs must be a number >= 0 (got ${idleMs})`);
+  if (!(fdB >= 0)) throw new TypeError(`adoptConnected: fdB must be a descriptor (got ${fdB})`);
+  if (!a.connecting && fdOf(a) < 0) throw new TypeError('adoptConnected: a socket without a file descriptor (not a plain TCP socket)');
+  const notStarted = startNativeSplice();
+  if (notStarted !== null) throw new Error(notStarted);
+  const job = new Adoption(a, null, fdB, replay && replay.length > 0 ? replay : null, Math.min(Math.ceil(idleMs), 0xffffffff), owner, nextId++);
+  job.start();
+  return job;
+}
+
+/** How a nativeConnect ends: the connected descriptor (the caller's now: adoptConnected or close it), or why not. */
+export type NativeConnectDone = (error: NodeJS.ErrnoException | null, fd: number) => void;
+
+export interface NativeConnect {
+  /** Gives up: `done` is not called, and the descriptor is closed whether or not it had connected. */
+  cancel(): void;
+}
+
+class PendingConnect implements NativeConnect {
+  handle: object | null;
+  private cancelled = false;
+
+  constructor(
+    private readonly fd: number,
+    handle: object,
+    private readonly host: string,
+    private readonly port: number,
+    private readonly done: NativeConnectDone,
+  ) {
+    this.handle = handle;
+  }
+
+  settle(end: number, errno: number): void {
+    if (this.cancelled) {
+      // Connected before the cancel reached the thread: the descriptor is ours to close.
+      if (end === END_CONNECTED) closeSync(this.fd);
+      return;
+    }
+    if (end === END_CONNECTED) return this.done(null, this.fd);
+    this.done(connectError(end === END_ABORTED ? 125 /* ECANCELED */ : errno || 5 /* EIO */, this.host, this.port), -1);
+  }
+
+  cancel(): void {
+    if (this.cancelled) return;
+    this.cancelled = true;
+    if (this.handle) binding!.abort(this.handle);
+  }
+}
+
+/**
+ * Connects to a numeric IPv4/IPv6 address from the native thread, so that a
+ * connection bound for the native splice never needs a JS socket on the
+ * server side (the JS one costs more than the rest of a short connection's
+ * setup). `done` runs on the main thread, never synchronously. Throws when
+ * the native splice is unavailable, and with Node's error shape (code
+ * ECONNREFUSED, EMFILE, …) when the connect fails at once.
+ */
+export function nativeConnect(host: string, port: number, done: NativeConnectDone): NativeConnect {
+  if (binding === null) throw new Error(`native splice unavailable: ${nativeSpliceUnavailable}`);
+  const notStarted = startNativeSplice();
+  if (notStarted !== null) throw new Error(notStarted);
+  const id = nextId++;
+  let fd: number;
+  let handle: object;
+  try {
+    [fd, handle] = binding.connect(host, port, id);
+  } catch (err) {
+    const errno = (err as { errno?: number }).errno;
+    if (typeof errno === 'number' && errno > 0) throw connectError(errno, host, port);
+    throw err;
+  }
+  const pending = new PendingConnect(fd, handle, host, port, done);
+  connecting.set(id, pending);
+  return pending;
 }

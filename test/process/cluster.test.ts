@@ -16,6 +16,7 @@ import { metricValue } from '../helpers/admin.js';
 import { closedPort, exchange, firstLine, taggedEcho, tcpServer, type TestServer } from '../helpers/servers.js';
 import { restartDelay } from '../../src/process/cluster.js';
 import { tempDir } from '../helpers/temp-dir.js';
+import { eventually } from '../helpers/eventually.js';
 
 type Line = Record<string, any> & { msg: string };
 
@@ -61,14 +62,6 @@ function parseLogs(output: string): Line[] {
     }
   }
   return lines;
-}
-
-async function eventually(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 async function startCluster(t: Test, config: (ports: { port: number; adminPort: number }) => string): Promise<Cluster> {

@@ -19,6 +19,17 @@
  *   - The tsfn is ref'd while any conn is live and unref'd when none is; both
  *     only on the main thread (adopt and the completion callback).
  *
+ * Connects
+ *   connect() makes the server side of a connection bound for this loop: the
+ *   main thread opens a non-blocking socket and calls connect() (on loopback
+ *   the kernel does the whole handshake inside that call), then the thread
+ *   watches it for writability in a conn of its own (fd[0] -1, connecting)
+ *   and reports END_CONNECTED (the fd is handed to JS, for adopt() with
+ *   F_B_OWNED: no dup) or END_CONNECT_FAILED with errno, as a completion like
+ *   any other. Node's own connect costs several times more than the rest of
+ *   a short connection's set-up (a socket object, stream state, the connect
+ *   callback, a write of the replay, its destroy at the hand-over).
+ *
  * Pipes
  *   An idle connection holds no pipe: a direction takes one from a small pool
  *   (or pipe2) when it is readable, splices socket -> pipe, drains pipe ->
@@ -56,6 +67,9 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -71,10 +85,10 @@
 #define LOAD(v) __atomic_load_n(&(v), __ATOMIC_RELAXED)
 #define STORE(v, x) __atomic_store_n(&(v), (x), __ATOMIC_RELAXED)
 
-enum { END_DONE = 0, END_A_ERROR, END_B_ERROR, END_A_TIMEOUT, END_B_TIMEOUT, END_ABORTED };
+enum { END_DONE = 0, END_A_ERROR, END_B_ERROR, END_A_TIMEOUT, END_B_TIMEOUT, END_ABORTED, END_CONNECTED, END_CONNECT_FAILED };
 
 /* flags passed by adopt() */
-enum { F_A_EOF = 1, F_B_EOF = 2, F_A_WR_SHUT = 4, F_B_WR_SHUT = 8 };
+enum { F_A_EOF = 1, F_B_EOF = 2, F_A_WR_SHUT = 4, F_B_WR_SHUT = 8, F_B_OWNED = 16 };
 
 /* One direction: src = side d, dst = side 1-d (d 0 is a->b, 1 is b->a). */
 typedef struct dir {
@@ -106,6 +120,7 @@ typedef struct conn {
   int8_t end, first;       /* END_*, -1 while live; first side to FIN/fail or -1 */
   uint8_t rd[2], wr[2];    /* edge-triggered readiness per side */
   uint8_t queued, abort_req, registered, closed, in_ready;
+  uint8_t connecting;      /* a connect() in flight on fd[1] (fd[0] is -1): see js_connect */
 } conn_t;
 
 typedef struct state {
@@ -206,6 +221,7 @@ static void close_conn(state_t *s, conn_t *c) {
   if (c->closed) return;
   c->closed = 1;
   for (int i = 0; i < 2; i++) {
+    if (c->fd[i] < 0) continue; /* a connect's missing side, or a connected fd JS took */
     if (c->registered) epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd[i], NULL);
     close(c->fd[i]);
     c->fd[i] = -1;
@@ -434,10 +450,10 @@ static void do_register(state_t *s, conn_t *c) {
     s->n_timed++;
     if (s->n_timed == 1 || s->now + c->idle_ms < s->next_scan) s->next_scan = s->now + c->idle_ms;
   }
-  for (int i = 0; i < 2; i++) {
+  for (int i = c->connecting ? 1 : 0; i < 2; i++) {
     struct epoll_event ev;
     memset(&ev, 0, sizeof ev);
-    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.events = c->connecting ? EPOLLOUT | EPOLLET : EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.ptr = (void *)((uintptr_t)c | (uintptr_t)i);
     if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, c->fd[i], &ev) < 0) {
       fail(s, c, i, errno);
@@ -445,7 +461,27 @@ static void do_register(state_t *s, conn_t *c) {
     }
   }
   /* pre-buffers and carried-over FINs may have work before any event */
-  mark_ready(s, c);
+  if (!c->connecting) mark_ready(s, c);
+}
+
+/*
+ * The connect on fd[1] finished: established (JS takes the fd, adopts it
+ * with F_B_OWNED) or failed (the fd is closed here, errno for JS).
+ */
+static void connect_done(state_t *s, conn_t *c, uint32_t events) {
+  int so = 0;
+  socklen_t len = sizeof so;
+  if (getsockopt(c->fd[1], SOL_SOCKET, SO_ERROR, &so, &len) < 0) so = errno;
+  if (so == 0 && !(events & EPOLLOUT)) so = ECONNRESET;
+  if (so == 0) {
+    epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd[1], NULL);
+    c->fd[1] = -1; /* JS's from now on */
+    c->end = END_CONNECTED;
+  } else {
+    c->end = END_CONNECT_FAILED;
+    c->err = so;
+  }
+  close_conn(s, c);
 }
 
 static void drain_commands(state_t *s) {
@@ -545,6 +581,10 @@ static void *thread_main(void *arg) {
       int side = (int)(p & 1);
       if (c->closed) continue;
       uint32_t e = evs[i].events;
+      if (c->connecting) {
+        connect_done(s, c, e);
+        continue;
+      }
       if (e & EPOLLERR) {
         int so = 0;
         socklen_t len = sizeof so;
@@ -796,14 +836,35 @@ static int copy_pre(napi_env env, napi_value v, dir_t *x) {
   return 0;
 }
 
-/* adopt(fdA, fdB, preA, preB, flags, idleMs, id) -> external */
-static napi_value js_adopt(napi_env env, napi_callback_info info) {
-  state_t *s;
-  CHECK(napi_get_instance_data(env, (void **)&s));
+/* The instance's state once start() has run, else NULL with an error thrown. */
+static state_t *started_state(napi_env env) {
+  state_t *s = NULL;
+  if (napi_get_instance_data(env, (void **)&s) != napi_ok || !s) {
+    napi_throw_error(env, NULL, "N-API call failed: napi_get_instance_data");
+    return NULL;
+  }
   if (!s->started) {
     napi_throw_error(env, NULL, "start() first");
     return NULL;
   }
+  return s;
+}
+
+/* Hands a new conn (adopted or connecting) to the thread. */
+static void enqueue_new(napi_env env, state_t *s, conn_t *c) {
+  if (s->live++ == 0) napi_ref_threadsafe_function(env, s->tsfn);
+  pthread_mutex_lock(&s->mu);
+  c->queued = 1;
+  if (s->q_tail) s->q_tail->q_next = c; else s->q_head = c;
+  s->q_tail = c;
+  pthread_mutex_unlock(&s->mu);
+  wake(s);
+}
+
+/* adopt(fdA, fdB, preA, preB, flags, idleMs, id) -> external */
+static napi_value js_adopt(napi_env env, napi_callback_info info) {
+  state_t *s = started_state(env);
+  if (!s) return NULL;
   size_t argc = 7;
   napi_value argv[7];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
@@ -827,8 +888,10 @@ static napi_value js_adopt(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "adopt: preA/preB must be a Buffer or null");
     return NULL;
   }
+  /* F_B_OWNED: fdB is a connection js_connect made, no other owner to dup it from (on a throw JS still owns it) */
+  int owned = (flags & F_B_OWNED) != 0;
   c->fd[0] = fcntl(fa, F_DUPFD_CLOEXEC, 0);
-  c->fd[1] = c->fd[0] < 0 ? -1 : fcntl(fb, F_DUPFD_CLOEXEC, 0);
+  c->fd[1] = c->fd[0] < 0 ? -1 : owned ? fb : fcntl(fb, F_DUPFD_CLOEXEC, 0);
   if (c->fd[1] < 0) {
     int e = errno;
     if (c->fd[0] >= 0) close(c->fd[0]);
@@ -857,21 +920,90 @@ static napi_value js_adopt(napi_env env, napi_callback_info info) {
   napi_value ext;
   if (napi_create_external(env, c, NULL, NULL, &ext) != napi_ok) {
     close(c->fd[0]);
-    close(c->fd[1]);
+    if (!owned) close(c->fd[1]);
     free(c->d[0].pend);
     free(c->d[1].pend);
     free(c);
     napi_throw_error(env, NULL, "napi_create_external failed");
     return NULL;
   }
-  if (s->live++ == 0) napi_ref_threadsafe_function(env, s->tsfn);
-  pthread_mutex_lock(&s->mu);
-  c->queued = 1;
-  if (s->q_tail) s->q_tail->q_next = c; else s->q_head = c;
-  s->q_tail = c;
-  pthread_mutex_unlock(&s->mu);
-  wake(s);
+  enqueue_new(env, s, c);
   return ext;
+}
+
+/*
+ * connect(host, port, id) -> [fd, external]: a non-blocking TCP connect
+ * (TCP_NODELAY, as the JavaScript connect) whose end the thread reports like
+ * a splice's: END_CONNECTED (the fd is JS's) or END_CONNECT_FAILED with
+ * errno (the fd is closed). abort(external) cancels it (END_ABORTED, fd
+ * closed) unless it has finished already. host is a numeric IPv4 or IPv6
+ * address; anything else, and a connect that fails at once, throws with errno.
+ */
+static napi_value js_connect(napi_env env, napi_callback_info info) {
+  state_t *s = started_state(env);
+  if (!s) return NULL;
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char host[64];
+  size_t hlen = 0;
+  uint32_t port;
+  double id;
+  if (argc < 3 || napi_get_value_string_utf8(env, argv[0], host, sizeof host, &hlen) != napi_ok ||
+      napi_get_value_uint32(env, argv[1], &port) != napi_ok || port == 0 || port > 65535 ||
+      napi_get_value_double(env, argv[2], &id) != napi_ok) {
+    napi_throw_type_error(env, NULL, "connect(host, port, id)");
+    return NULL;
+  }
+  struct sockaddr_storage sa;
+  socklen_t salen;
+  memset(&sa, 0, sizeof sa);
+  struct sockaddr_in *v4 = (struct sockaddr_in *)&sa;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&sa;
+  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)port);
+    salen = sizeof *v4;
+  } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((uint16_t)port);
+    salen = sizeof *v6;
+  } else {
+    return throw_errno(env, "connect: not a numeric address", EINVAL);
+  }
+  int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (connect(fd, (struct sockaddr *)&sa, salen) < 0 && errno != EINPROGRESS) {
+    int e = errno;
+    close(fd);
+    return throw_errno(env, "connect", e);
+  }
+  conn_t *c = calloc(1, sizeof *c);
+  if (!c) {
+    close(fd);
+    return throw_errno(env, "calloc", ENOMEM);
+  }
+  for (int i = 0; i < 2; i++) c->d[i].pr = c->d[i].pw = -1;
+  c->fd[0] = -1;
+  c->fd[1] = fd;
+  c->connecting = 1;
+  c->id = id;
+  c->end = -1;
+  c->first = -1;
+  c->refs = 2; /* thread + JS */
+  napi_value ext, arr, v;
+  if (napi_create_external(env, c, NULL, NULL, &ext) != napi_ok || napi_create_array_with_length(env, 2, &arr) != napi_ok ||
+      napi_create_int32(env, fd, &v) != napi_ok || napi_set_element(env, arr, 0, v) != napi_ok ||
+      napi_set_element(env, arr, 1, ext) != napi_ok) {
+    close(fd);
+    free(c);
+    napi_throw_error(env, NULL, "connect: N-API call failed");
+    return NULL;
+  }
+  enqueue_new(env, s, c);
+  return arr;
 }
 
 /* The conn of a call's one argument (the external adopt() gave), or NULL with a TypeError thrown. */
@@ -970,6 +1102,8 @@ static napi_value init(napi_env env, napi_value exports) {
   CHECK(napi_set_named_property(env, exports, "start", fn));
   CHECK(napi_create_function(env, "adopt", NAPI_AUTO_LENGTH, js_adopt, NULL, &fn));
   CHECK(napi_set_named_property(env, exports, "adopt", fn));
+  CHECK(napi_create_function(env, "connect", NAPI_AUTO_LENGTH, js_connect, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "connect", fn));
   CHECK(napi_create_function(env, "abort", NAPI_AUTO_LENGTH, js_abort, NULL, &fn));
   CHECK(napi_set_named_property(env, exports, "abort", fn));
   CHECK(napi_create_function(env, "counters", NAPI_AUTO_LENGTH, js_counters, NULL, &fn));
