@@ -20,6 +20,7 @@ import { startNativeSplice } from '../splice/native.js';
 import { descriptorBudget, readDescriptorUse, type DescriptorBudget } from './descriptors.js';
 import { FairStart } from './fair-start.js';
 import { HeapPressure, oldGenerationLimit } from './heap-pressure.js';
+import { IdleCollector } from './idle-gc.js';
 
 export interface BoundAddress {
   readonly frontend: string;
@@ -49,6 +50,7 @@ export class Instance {
   private drained: (() => void) | null = null;
   private started = false;
   private readonly heap = new HeapPressure();
+  private readonly idleCollector = new IdleCollector();
   private heapCheckedAt = 0;
   /** Re-checks held connections while any wait (memory can free without a connection closing). */
   private pendingTimer: NodeJS.Timeout | null = null;
@@ -306,6 +308,7 @@ export class Instance {
     frontend.active++;
     frontend.total++;
     this.counters.active++;
+    this.idleCollector.accepted();
     const connection = new ClientConnection(socket, frontend, listener.listen, this);
     this.connections.add(connection);
     // Accepted paused (pauseOnConnect): reading starts now that the connection listens.
@@ -422,6 +425,7 @@ export class Instance {
    */
   async stop(graceMs = this.config.global.grace): Promise<void> {
     this.health.stop();
+    this.idleCollector.stop();
     this.unsubscribeShortage?.();
     const listenersClosed = this.closeListeners();
     // Accepted before the listeners closed: they are served, and drain, like the others.
