@@ -74,6 +74,14 @@ function per(cpuMs: number | null, units: number, scale: number): number | null 
   return cpuMs === null || units <= 0 ? null : (cpuMs * scale) / units;
 }
 
+/**
+ * How long the held connections sit idle before the proxy's RSS is read: long
+ * enough for a process that tidies up when new connections stop (sniffmux
+ * collects its garbage after a second of quiet, src/runtime/idle-gc.ts) to
+ * have done so, as it would have long before anyone looks at a real idle one.
+ */
+const IDLE_SETTLE_MS = 3000;
+
 const GBITS: Metric = { key: 'gbits', label: 'throughput', unit: 'Gbit/s', better: 'higher', decimals: 2 };
 const PER_SECOND = (unit: string): Metric => ({ key: 'rate', label: 'rate', unit, better: 'higher', decimals: 0 });
 
@@ -155,7 +163,7 @@ export const SCENARIOS: readonly Scenario[] = [
     name: 'memory',
     title: 'memory per idle spliced connection (proxy RSS delta / held)',
     metrics: [{ key: 'kib', label: 'per connection', unit: 'KiB', better: 'lower', decimals: 1 }],
-    estimateMs: (ctx) => 2500 + ctx.hold / 2,
+    estimateMs: (ctx) => 4500 + ctx.hold / 2,
     async run(target, ctx) {
       if (target.pid === null) throw new Error('memory needs the proxy in its own process');
       // Warm up (JIT, pools, first allocations), then measure from a settled baseline.
@@ -166,7 +174,8 @@ export const SCENARIOS: readonly Scenario[] = [
       const held = await hold(target.port, ctx.hold, 256, (n) => {
         if (n % 1000 === 0) ctx.progress(`holding ${n}/${ctx.hold}`);
       });
-      await sleep(1000);
+      // Idle means idle: every peer gets the same few seconds with nothing new arriving before its RSS is read.
+      await sleep(IDLE_SETTLE_MS);
       const after = treeSum(target.pid, rssOf);
       await held.release();
       if (before === null || after === null || held.held === 0) throw new Error('could not read the proxy RSS');
