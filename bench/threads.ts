@@ -1,0 +1,69 @@
+/**
+ * Which of sniffmux's threads spend the CPU under one scenario's load: the
+ * main (JavaScript) thread, the native splice thread, V8's and libuv's
+ * helpers — per unit of work, from /proc/PID/task/TID/stat.
+ *
+ *   node --import tsx bench/threads.ts [--scenario conn-raw] [--duration 5s] [--splice auto|js]
+ */
+import { readdirSync, readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { parseDuration } from '../src/config/index.js';
+import { freePort, spawnDaemon, startBackendProcess, waitForPort } from '../src/bench/process.js';
+import { findScenarios } from '../src/bench/scenarios.js';
+import { sniffmuxBenchConfig } from '../src/bench/targets.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const { values } = parseArgs({
+  options: {
+    scenario: { type: 'string', default: 'conn-raw' },
+    duration: { type: 'string', default: '5s' },
+    connections: { type: 'string', default: '50' },
+    splice: { type: 'string', default: 'auto' },
+  },
+});
+const [scenario] = findScenarios([values.scenario!]);
+const TICK_US = 1e6 / 100; // USER_HZ
+
+/** CPU time (µs) of each thread, by "tid name". */
+function threads(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.set(`${tid} ${name}`, (Number(fields[11]) + Number(fields[12])) * TICK_US);
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
+}
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'sniffmux-threads-'));
+const backend = await startBackendProcess();
+const port = await freePort();
+const configFile = path.join(dir, 'sniffmux.json');
+writeFileSync(configFile, JSON.stringify(sniffmuxBenchConfig(port, backend.port, values.splice === 'js' ? { splice: 'js' } : {})));
+const daemon = spawnDaemon(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'run', '-c', configFile]);
+await waitForPort(port, 10_000, daemon.alive);
+const ctx = { durationMs: parseDuration(values.duration!) as number, warmupMs: 0, connections: Number(values.connections), hold: 0, progress: () => {} };
+await scenario!.run({ port, pid: daemon.pid, stop: async () => {} }, { ...ctx, durationMs: 1500 }); // warm-up
+const before = threads(daemon.pid!);
+const outcome = await scenario!.run({ port, pid: daemon.pid, stop: async () => {} }, ctx);
+const after = threads(daemon.pid!);
+await daemon.stop();
+await backend.daemon.stop();
+const rate = outcome.figures.rate ?? 0;
+const units = (rate * ctx.durationMs) / 1000;
+process.stdout.write(`${scenario!.name} (splice ${values.splice}): ${Math.round(rate)} per second; proxy CPU per unit of work by thread:\n`);
+let total = 0;
+for (const [name, us] of after) {
+  const spent = us - (before.get(name) ?? 0);
+  total += spent;
+  if (spent > 0) process.stdout.write(`  ${(spent / units).toFixed(1).padStart(8)} µs  ${name}\n`);
+}
+process.stdout.write(`  ${(total / units).toFixed(1).padStart(8)} µs  all threads\n`);
