@@ -288,7 +288,7 @@ class Adoption implements NativeSplice {
 
   start(): void {
     const [a, b] = this.sockets!;
-    for (const [side, s] of [['a', a], ['b', b]] as const) {
+    for (const s of [a, b]) {
       if (s === null) continue;
       // Nothing else may see the bytes from here on; they go to the other side natively.
       s.removeAllListeners('data');
@@ -296,6 +296,11 @@ class Adoption implements NativeSplice {
       s.pause();
       while (s.writableCorked > 0) s.uncork(); // a corked write would never flush
       s.on('error', noop); // the socket is ours now: never an unhandled 'error'
+    }
+    // Nothing left to flush (the usual case, a routed connection nobody wrote to): hand over now, no watch needed.
+    if ((a === null || settled(a)) && (b === null || settled(b))) return this.handOver();
+    for (const [side, s] of [['a', a], ['b', b]] as const) {
+      if (s === null) continue;
       const onError = (err: NodeJS.ErrnoException) => this.failBeforeNative(`${side}-error`, side, err.code ?? err.message);
       const onClose = () => this.failBeforeNative(`${side}-error`, side, 'ERR_SOCKET_CLOSED');
       // A peer that does not take what JS wrote keeps the flush waiting: the idle timeout holds here too.
