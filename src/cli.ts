@@ -1,4 +1,5 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4
+// The flags on the line above are NODE_FLAGS (src/runtime/node-flags.ts); test/cli/node-flags.test.ts keeps them the same.
 import { main } from './cli/main.js';
 
 main(process.argv.slice(2)).then(

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { parseConfig } from '../config/index.js';
 import { createLogger } from '../observe/log.js';
 import { Instance } from '../runtime/instance.js';
+import { NODE_FLAGS } from '../runtime/node-flags.js';
 import { freePort, siblingModule, spawnDaemon, waitForPort } from './process.js';
 import { POLICY_ALLOW } from './protocol.js';
 
@@ -99,7 +100,8 @@ export function sniffmuxCli(): string {
 export function sniffmuxProcess(
   opts: { name?: string; label?: string; variant?: SniffmuxVariant; /** A built CLI (dist/cli.js) to run with plain node. */ cli?: string } = {},
 ): Target {
-  const command = opts.cli ? [opts.cli] : [...process.execArgv, sniffmuxCli()];
+  // Run as the bin runs (its shebang passes NODE_FLAGS).
+  const command = [...NODE_FLAGS, ...(opts.cli ? [opts.cli] : [...process.execArgv, sniffmuxCli()])];
   return {
     name: opts.name ?? 'sniffmux',
     label: opts.label ?? 'sniffmux',
