@@ -139,9 +139,9 @@ export function connectTo(address: Address, timeoutMs: number, secure: BackendTl
   });
 }
 
-/** A server the native thread can connect to: a numeric address (no name to resolve). */
+/** A server the native thread can connect to: a numeric address (no name to resolve, no IPv6 zone such as %eth0). */
 export function nativelyConnectable(address: Address): boolean {
-  return address.host === '' || net.isIP(address.host) !== 0;
+  return address.host === '' || (net.isIP(address.host) !== 0 && !address.host.includes('%'));
 }
 
 /**

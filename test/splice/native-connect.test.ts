@@ -11,6 +11,7 @@ import {
   type NativeSpliceResult,
   type SpliceOwner,
 } from '../../src/splice/native.js';
+import { nativelyConnectable } from '../../src/backend/connect.js';
 import { eventually } from '../helpers/eventually.js';
 import { closedPort, echoServer, tcpServer } from '../helpers/servers.js';
 
@@ -129,4 +130,14 @@ t.test('cancel(): no callback and no descriptor left, whether the thread had con
   await eventually('the descriptors closed', () => fdCount() <= before, 5000).catch(() => {});
   t.comment(`${lateCallbacks} of the 100 connects cancelled a turn later had called back first`);
   t.equal(fdCount(), before, 'no descriptor left behind');
+});
+
+t.test('which servers the native thread connects to: numeric addresses; names and IPv6 zones go through Node', async (t) => {
+  const at = (host: string) => nativelyConnectable({ host, port: 80, text: `${host}:80` });
+  t.equal(at('127.0.0.1'), true);
+  t.equal(at('::1'), true);
+  t.equal(at(''), true, '":port" is 127.0.0.1 for a server');
+  t.equal(at('localhost'), false);
+  t.equal(at('backend.internal'), false);
+  t.equal(at('fe80::1%eth0'), false, 'inet_pton cannot read a zone');
 });
