@@ -771,12 +771,20 @@ t.test('slow readers cannot take every descriptor: at most pipesMax pipes, the r
   t.match(report.after, { live: 0, pipesInUse: 0 });
 });
 
-t.test('no descriptor for the dup() at the hand-over (EMFILE): onRefused gets both sockets back as they were, buffered bytes in front', { skip }, async (t) => {
+/**
+ * A child (open-file limit 64) whose proxy fills its descriptors just before the hand-over, so the dup() fails:
+ * `server` picks how the proxy's server side was made (a JS socket, or a descriptor from nativeConnect).
+ */
+function refusedHandOver(t: Parameters<typeof limitedChild>[0], server: 'socket' | 'nativeConnect') {
   const spliceModule = fileURLToPath(new URL('../../src/splice/splice.ts', import.meta.url));
+  const connect =
+    server === 'socket'
+      ? `const b = net.connect({ port: echoPort, host: '127.0.0.1', allowHalfOpen: true }, () => then((owner) => adoptSockets(a, b, 0, owner), b));`
+      : `nativeConnect('127.0.0.1', echoPort, (error, fd) => { if (error) throw error; then((owner) => adoptConnected(a, fd, Buffer.from('REPLAY-'), 0, owner), null); });`;
   const code = `
     import net from 'node:net';
     import { openSync, closeSync } from 'node:fs';
-    import { adoptSockets, startNativeSplice } from ${JSON.stringify(nativeModule)};
+    import { adoptConnected, adoptSockets, nativeConnect, startNativeSplice } from ${JSON.stringify(nativeModule)};
     import { splice } from ${JSON.stringify(spliceModule)};
     if (startNativeSplice() !== null) throw new Error('no native splice');
     const listen = (s) => new Promise((r) => s.listen(0, '127.0.0.1', () => r(s.address().port)));
@@ -784,8 +792,8 @@ t.test('no descriptor for the dup() at the hand-over (EMFILE): onRefused gets bo
     let report;
     const reported = new Promise((r) => (report = r));
     const proxy = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (a) => {
-      const b = net.connect({ port: echoPort, host: '127.0.0.1', allowHalfOpen: true }, () => {
-        // The client's first bytes are read into a's JS buffer before the adopt.
+      // The client's first bytes are read into a's JS buffer before the adopt.
+      const then = (adopt, b) => {
         const ready = () => {
           if (a.readableLength < 5) return;
           a.off('readable', ready);
@@ -793,17 +801,18 @@ t.test('no descriptor for the dup() at the hand-over (EMFILE): onRefused gets bo
           const dummies = [];
           try { for (;;) dummies.push(openSync('/dev/null', 'r')); } catch (e) { if (e.code !== 'EMFILE') throw e; }
           let done = 0;
-          adoptSockets(a, b, 0, {
+          adopt({
             spliceDone: () => done++,
             spliceRefused: (a2, b2, reason) => {
               for (const fd of dummies) closeSync(fd);
-              report({ reason, same: a2 === a && b2 === b, buffered, readable: a2.readableLength, paused: a2.isPaused(), done });
+              report({ reason, sameA: a2 === a, sameB: b2 === b, socketB: b2 instanceof net.Socket, buffered, readable: a2.readableLength, paused: a2.isPaused(), done });
               splice(a2, b2);
             },
           });
         };
         a.on('readable', ready);
-      });
+      };
+      ${connect}
     });
     const client = net.connect({ port: await listen(proxy), host: '127.0.0.1', allowHalfOpen: true });
     client.write('EARLY');
@@ -815,15 +824,27 @@ t.test('no descriptor for the dup() at the hand-over (EMFILE): onRefused gets bo
     console.log(JSON.stringify({ ...r, echoed: Buffer.concat(chunks).toString() }));
     process.exit(0);
   `;
-  const report = await limitedChild<{ reason: string; same: boolean; buffered: number; readable: number; paused: boolean; done: number; echoed: string }>(
-    t,
-    64,
-    code,
-  );
+  type Report = { reason: string; sameA: boolean; sameB: boolean; socketB: boolean; buffered: number; readable: number; paused: boolean; done: number; echoed: string };
+  return limitedChild<Report>(t, 64, code);
+}
+
+t.test('no descriptor for the dup() at the hand-over (EMFILE): onRefused gets both sockets back as they were, buffered bytes in front', { skip }, async (t) => {
+  const report = await refusedHandOver(t, 'socket');
   t.equal(report.reason, 'EMFILE', 'refused: EMFILE');
-  t.ok(report.same, 'the same two sockets came back');
+  t.ok(report.sameA && report.sameB, 'the same two sockets came back');
   t.equal(report.readable, report.buffered, 'what JS had buffered is in front of them again');
   t.ok(report.paused, 'paused');
   t.equal(report.done, 0, 'onDone was not called');
   t.equal(report.echoed, 'EARLYLATE', 'the JavaScript splice then carried every byte, in order');
+});
+
+t.test('the same for a server side made by nativeConnect: it comes back as a socket, with the replay written to it', { skip }, async (t) => {
+  const report = await refusedHandOver(t, 'nativeConnect');
+  t.equal(report.reason, 'EMFILE', 'refused: EMFILE');
+  t.ok(report.sameA, 'the client socket came back');
+  t.ok(report.socketB, 'and the server side as a socket made from its descriptor');
+  t.equal(report.readable, report.buffered, 'what JS had buffered from the client is in front again');
+  t.ok(report.paused, 'paused');
+  t.equal(report.done, 0, 'onDone was not called');
+  t.equal(report.echoed, 'REPLAY-EARLYLATE', 'the replay reached the server first, then every client byte, in order');
 });
