@@ -758,7 +758,15 @@ export class ClientConnection implements RouteFacts {
     ['close', ClientConnection.onServerClose],
   ];
 
-  private static readonly inspectDelayOver = (connection: ClientConnection): void => connection.handleInspectDelay();
+  // The delay is over, but a stalled loop (a long collection, a starved CPU) may hold bytes that arrived in
+  // time and are not read yet: timers run before the poll phase reads them, immediates after it.
+  private static readonly inspectDelayOver = (connection: ClientConnection): void => {
+    setImmediate(ClientConnection.inspectDelayDecide, connection, connection.timer);
+  };
+  private static readonly inspectDelayDecide = (connection: ClientConnection, fired: NodeJS.Timeout | null): void => {
+    // Decided (or closed, or sniffing again after a handshake with a timer of its own) since this delay ran out: nothing to do.
+    if (connection.timer === fired) connection.handleInspectDelay();
+  };
   private static readonly handshakeTimedOut = (connection: ClientConnection): void => connection.handleHandshakeTimeout();
 }
 

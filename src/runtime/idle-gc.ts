@@ -22,11 +22,25 @@ export class IdleCollector {
   private seen = 0;
   private timer: NodeJS.Timeout | null = null;
 
+  private readonly collect: (() => void) | null;
+  private readonly burst: number;
+  private readonly quietMs: number;
+  private readonly busy: () => boolean;
+
   constructor(
-    private readonly collect: (() => void) | null = fullCollection(),
-    private readonly burst = BURST,
-    private readonly quietMs = QUIET_MS,
-  ) {}
+    options: {
+      collect?: (() => void) | null;
+      burst?: number;
+      quietMs?: number;
+      /** Not now (connections still sniffing: a pause longer than their inspect delay would decide them blind). */
+      busy?: () => boolean;
+    } = {},
+  ) {
+    this.collect = options.collect === undefined ? fullCollection() : options.collect;
+    this.burst = options.burst ?? BURST;
+    this.quietMs = options.quietMs ?? QUIET_MS;
+    this.busy = options.busy ?? (() => false);
+  }
 
   /** Counted on every accepted connection: one increment, a timer only once a burst has been seen. */
   accepted(): void {
@@ -44,7 +58,7 @@ export class IdleCollector {
 
   private static check(self: IdleCollector): void {
     self.timer = null;
-    if (self.since !== self.seen) {
+    if (self.since !== self.seen || self.busy()) {
       // Still busy: look again after another spell.
       self.seen = self.since;
       self.timer = setTimeout(IdleCollector.check, self.quietMs, self);

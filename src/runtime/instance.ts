@@ -50,7 +50,7 @@ export class Instance {
   private drained: (() => void) | null = null;
   private started = false;
   private readonly heap = new HeapPressure();
-  private readonly idleCollector = new IdleCollector();
+  private readonly idleCollector = new IdleCollector({ busy: () => this.counters.sniffBudget.size > 0 });
   private heapCheckedAt = 0;
   /** Re-checks held connections while any wait (memory can free without a connection closing). */
   private pendingTimer: NodeJS.Timeout | null = null;

@@ -26,7 +26,7 @@ function spy() {
 
 t.test('a burst, then quiet: one collection', async (t) => {
   const s = spy();
-  const c = new IdleCollector(s.collect, 10, 20);
+  const c = new IdleCollector({ collect: s.collect, burst: 10, quietMs: 20 });
   t.teardown(() => c.stop());
   for (let i = 0; i < 10; i++) c.accepted();
   await s.called;
@@ -35,7 +35,7 @@ t.test('a burst, then quiet: one collection', async (t) => {
 
 t.test('fewer than a burst: no collection, and no timer keeping anything alive', async (t) => {
   const s = spy();
-  const c = new IdleCollector(s.collect, 10, 5);
+  const c = new IdleCollector({ collect: s.collect, burst: 10, quietMs: 5 });
   for (let i = 0; i < 9; i++) c.accepted();
   await delay(30);
   t.equal(s.calls(), 0);
@@ -44,7 +44,7 @@ t.test('fewer than a burst: no collection, and no timer keeping anything alive',
 
 t.test('while connections keep coming, none; once they stop, one', async (t) => {
   const s = spy();
-  const c = new IdleCollector(s.collect, 5, 500);
+  const c = new IdleCollector({ collect: s.collect, burst: 5, quietMs: 500 });
   t.teardown(() => c.stop());
   for (let i = 0; i < 20; i++) {
     c.accepted();
@@ -53,6 +53,19 @@ t.test('while connections keep coming, none; once they stop, one', async (t) => 
   t.equal(s.calls(), 0, 'not during the burst');
   await s.called;
   t.equal(s.calls(), 1, 'once after it');
+});
+
+t.test('none while connections are still sniffing; one once they are not', async (t) => {
+  const s = spy();
+  let sniffing = 3;
+  const c = new IdleCollector({ collect: s.collect, burst: 5, quietMs: 20, busy: () => sniffing > 0 });
+  t.teardown(() => c.stop());
+  for (let i = 0; i < 5; i++) c.accepted();
+  await delay(100);
+  t.equal(s.calls(), 0, 'a pause now could outlast their inspect delay');
+  sniffing = 0;
+  await s.called;
+  t.equal(s.calls(), 1);
 });
 
 t.test("V8's full collection is reachable, and frees garbage", async (t) => {
