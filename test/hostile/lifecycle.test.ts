@@ -51,7 +51,9 @@ function config(version: 'a' | 'b', addresses: { echo1: string; echo2: string; w
       {
         name: 'fe',
         listen: ['127.0.0.1:0'],
-        inspect: { delay: '200ms' },
+        // Every client here speaks first, so the delay decides nothing; it only has to outlast a stall of this
+        // process, which hosts the clients as well (a client stalled before its first write is, to sniffmux, silent).
+        inspect: { delay: '2s' },
         tls: { certificates: [{ cert: certs['life.test']!.cert, key: certs['life.test']!.key }] },
         rules: [
           { if: { protocol: 'http' }, use: version === 'a' ? 'web-a' : 'web-b' },
