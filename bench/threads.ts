@@ -5,15 +5,14 @@
  *
  *   node --import tsx bench/threads.ts [--scenario conn-raw] [--duration 5s] [--splice auto|js]
  */
-import { readdirSync, readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
-import os from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { parseDuration } from '../src/config/index.js';
-import { freePort, spawnDaemon, startBackendProcess, waitForPort } from '../src/bench/process.js';
+import { startBackendProcess } from '../src/bench/process.js';
 import { findScenarios } from '../src/bench/scenarios.js';
-import { sniffmuxBenchConfig } from '../src/bench/targets.js';
+import { sniffmuxProcess } from '../src/bench/targets.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({
@@ -43,19 +42,17 @@ function threads(pid: number): Map<string, number> {
   return out;
 }
 
-const dir = mkdtempSync(path.join(os.tmpdir(), 'sniffmux-threads-'));
 const backend = await startBackendProcess();
-const port = await freePort();
-const configFile = path.join(dir, 'sniffmux.json');
-writeFileSync(configFile, JSON.stringify(sniffmuxBenchConfig(port, backend.port, values.splice === 'js' ? { splice: 'js' } : {})));
-const daemon = spawnDaemon(process.execPath, [path.join(ROOT, 'dist/cli.js'), 'run', '-c', configFile]);
-await waitForPort(port, 10_000, daemon.alive);
+// Started as the comparison starts it (NODE_FLAGS, the bench config), so the figures are those of bench/results.
+const target = sniffmuxProcess({ cli: path.join(ROOT, 'dist/cli.js'), variant: values.splice === 'js' ? { splice: 'js' } : {} });
+const running = await target.start(backend.port);
+const pid = running.pid!;
 const ctx = { durationMs: parseDuration(values.duration!) as number, warmupMs: 0, connections: Number(values.connections), hold: 0, progress: () => {} };
-await scenario!.run({ port, pid: daemon.pid, stop: async () => {} }, { ...ctx, durationMs: 1500 }); // warm-up
-const before = threads(daemon.pid!);
-const outcome = await scenario!.run({ port, pid: daemon.pid, stop: async () => {} }, ctx);
-const after = threads(daemon.pid!);
-await daemon.stop();
+await scenario!.run(running, { ...ctx, durationMs: 1500 }); // warm-up
+const before = threads(pid);
+const outcome = await scenario!.run(running, ctx);
+const after = threads(pid);
+await running.stop();
 await backend.daemon.stop();
 const rate = outcome.figures.rate ?? 0;
 const units = (rate * ctx.durationMs) / 1000;

@@ -18,7 +18,7 @@ import { parseProxyHeader } from '../sniff/proxy-protocol.js';
 import { Sniffer, type SniffView } from '../sniff/sniffer.js';
 import { formatAddress, unmapIPv4 } from './client-address.js';
 import { splice as spliceSockets } from '../splice/splice.js';
-import { adoptConnected, adoptSockets, type NativeSplice, type NativeSpliceResult } from '../splice/native.js';
+import { adoptConnected, adoptSockets, socketFromDescriptor, type NativeSplice, type NativeSpliceResult } from '../splice/native.js';
 import { decide } from './decide.js';
 import type { FrontendRuntime } from './frontend.js';
 
@@ -441,7 +441,7 @@ export class ClientConnection implements RouteFacts {
    * bytes, then splices both ways with backpressure and half-close
    * (src/splice: pipe()'s behaviour without its per-connection closures).
    */
-  private splice(server: net.Socket): void {
+  private splice(server: net.Socket, replay: Buffer = this.takeReplay()): void {
     this.phase = 'splice';
     this.server = server;
     this.serverClosed = false;
@@ -451,7 +451,6 @@ export class ClientConnection implements RouteFacts {
     // socket the one refreshed first, usually the server's, would fire: a word that depended on who spoke last).
     const tunnel = this.tunnelTimeout();
     this.client.setTimeout(tunnel);
-    const replay = this.takeReplay();
     if (replay.length > 0) server.write(replay);
     if (this.splicesNatively(this.backend!) && this.handOver(server, tunnel)) return;
     spliceSockets(this.client, server);
@@ -480,25 +479,17 @@ export class ClientConnection implements RouteFacts {
    * The server connection the native thread made (connectFd): the loop
    * sends the replay and splices, and no JS socket ever exists for the
    * server side. If the loop cannot take it after all, the descriptor
-   * becomes a socket for the JavaScript splice.
+   * becomes a socket and the connection is spliced as one Node connected.
    */
   private spliceDescriptor(fd: number): void {
     this.phase = 'splice';
-    const tunnel = this.tunnelTimeout();
     const replay = this.takeReplay();
     const client = this.client;
     try {
-      this.native = adoptConnected(client, fd, replay, tunnel, this);
+      this.native = adoptConnected(client, fd, replay, this.tunnelTimeout(), this);
     } catch (error) {
       this.nativeDeclined((error as Error).message);
-      const server = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
-      this.server = server;
-      this.serverClosed = false;
-      this.watchServer(server);
-      client.setTimeout(tunnel);
-      if (replay.length > 0) server.write(replay);
-      spliceSockets(client, server);
-      return;
+      return this.splice(socketFromDescriptor(fd), replay);
     }
     this.serverClosed = false;
     this.detachClient(client);

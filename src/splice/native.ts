@@ -379,7 +379,7 @@ class Adoption implements NativeSplice {
    */
   private giveBack(preA: Buffer | null, preB: Buffer | null, reason: string): void {
     const [a, given] = this.sockets!;
-    const b = given ?? new net.Socket({ fd: this.fdB, readable: true, writable: true, allowHalfOpen: true });
+    const b = given ?? socketFromDescriptor(this.fdB);
     this.fdB = -1;
     if (given === null && this.replay) b.write(this.replay);
     if (preA) a.unshift(preA);
@@ -503,17 +503,38 @@ export function adoptSockets(
   idleMs: number,
   owner: SpliceOwner,
 ): NativeSplice {
-  if (binding === null) throw new Error(`native splice unavailable: ${nativeSpliceUnavailable}`);
-  if (a instanceof tls.TLSSocket || b instanceof tls.TLSSocket) throw new TypeError('adoptSockets: plain TCP sockets only, not TLS');
   if (a === b) throw new TypeError('adoptSockets: a and b are the same socket');
-  if (a.destroyed || b.destroyed) throw new Error('adoptSockets: socket already destroyed');
-  if (!(idleMs >= 0)) throw new RangeError(`adoptSockets: idleMs must be a number >= 0 (got ${idleMs})`);
-  if ((!a.connecting && fdOf(a) < 0) || (!b.connecting && fdOf(b) < 0)) throw new TypeError('adoptSockets: a socket without a file descriptor (not a plain TCP socket)');
-  const notStarted = startNativeSplice();
-  if (notStarted !== null) throw new Error(notStarted);
-  const job = new Adoption(a, b, -1, null, Math.min(Math.ceil(idleMs), 0xffffffff), owner, nextId++);
+  const job = new Adoption(a, b, -1, null, adoptable('adoptSockets', [a, b], idleMs), owner, nextId++);
   job.start();
   return job;
+}
+
+/**
+ * What adoptSockets and adoptConnected require of their sockets (live plain
+ * TCP) and of the loop (available, started); throws otherwise. Returns the
+ * idle timeout as the addon takes it.
+ */
+function adoptable(caller: string, sockets: readonly net.Socket[], idleMs: number): number {
+  requireLoop();
+  for (const s of sockets) {
+    if (s instanceof tls.TLSSocket) throw new TypeError(`${caller}: plain TCP sockets only, not TLS`);
+    if (s.destroyed) throw new Error(`${caller}: socket already destroyed`);
+    if (!s.connecting && fdOf(s) < 0) throw new TypeError(`${caller}: a socket without a file descriptor (not a plain TCP socket)`);
+  }
+  if (!(idleMs >= 0)) throw new RangeError(`${caller}: idleMs must be a number >= 0 (got ${idleMs})`);
+  return Math.min(Math.ceil(idleMs), 0xffffffff);
+}
+
+/** Throws unless the addon is loaded and its thread runs. */
+function requireLoop(): void {
+  if (binding === null) throw new Error(`native splice unavailable: ${nativeSpliceUnavailable}`);
+  const notStarted = startNativeSplice();
+  if (notStarted !== null) throw new Error(notStarted);
+}
+
+/** A JS socket for a connected descriptor the native side made, for the JavaScript splice when the loop cannot take it. */
+export function socketFromDescriptor(fd: number): net.Socket {
+  return new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
 }
 
 /**
@@ -526,15 +547,9 @@ export function adoptSockets(
  * the caller.
  */
 export function adoptConnected(a: net.Socket, fdB: number, replay: Buffer | null, idleMs: number, owner: SpliceOwner): NativeSplice {
-  if (binding === null) throw new Error(`native splice unavailable: ${nativeSpliceUnavailable}`);
-  if (a instanceof tls.TLSSocket) throw new TypeError('adoptConnected: a plain TCP socket only, not TLS');
-  if (a.destroyed) throw new Error('adoptConnected: socket already destroyed');
-  if (!(idleMs >= 0)) throw new RangeError(`adoptConnected: idleMs must be a number >= 0 (got ${idleMs})`);
   if (!(fdB >= 0)) throw new TypeError(`adoptConnected: fdB must be a descriptor (got ${fdB})`);
-  if (!a.connecting && fdOf(a) < 0) throw new TypeError('adoptConnected: a socket without a file descriptor (not a plain TCP socket)');
-  const notStarted = startNativeSplice();
-  if (notStarted !== null) throw new Error(notStarted);
-  const job = new Adoption(a, null, fdB, replay && replay.length > 0 ? replay : null, Math.min(Math.ceil(idleMs), 0xffffffff), owner, nextId++);
+  const idle = adoptable('adoptConnected', [a], idleMs);
+  const job = new Adoption(a, null, fdB, replay && replay.length > 0 ? replay : null, idle, owner, nextId++);
   job.start();
   return job;
 }
@@ -587,14 +602,12 @@ class PendingConnect implements NativeConnect {
  * ECONNREFUSED, EMFILE, …) when the connect fails at once.
  */
 export function nativeConnect(host: string, port: number, done: NativeConnectDone): NativeConnect {
-  if (binding === null) throw new Error(`native splice unavailable: ${nativeSpliceUnavailable}`);
-  const notStarted = startNativeSplice();
-  if (notStarted !== null) throw new Error(notStarted);
+  requireLoop();
   const id = nextId++;
   let fd: number;
   let handle: object;
   try {
-    [fd, handle] = binding.connect(host, port, id);
+    [fd, handle] = binding!.connect(host, port, id);
   } catch (err) {
     const errno = (err as { errno?: number }).errno;
     if (typeof errno === 'number' && errno > 0) throw connectError(errno, host, port);
