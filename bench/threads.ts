@@ -26,15 +26,22 @@ const { values } = parseArgs({
 const [scenario] = findScenarios([values.scenario!]);
 const TICK_US = 1e6 / 100; // USER_HZ
 
-/** CPU time (µs) of each thread, by "tid name". */
-function threads(pid: number): Map<string, number> {
-  const out = new Map<string, number>();
+interface ThreadUse {
+  us: number;
+  switches: number;
+}
+
+/** CPU time (µs) and context switches (voluntary + not) of each thread, by "tid name". */
+function threads(pid: number): Map<string, ThreadUse> {
+  const out = new Map<string, ThreadUse>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
       const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(`${tid} ${name}`, (Number(fields[11]) + Number(fields[12])) * TICK_US);
+      const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+      const switches = [...status.matchAll(/ctxt_switches:\s+(\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
+      out.set(`${tid} ${name}`, { us: (Number(fields[11]) + Number(fields[12])) * TICK_US, switches });
     } catch {
       // the thread ended
     }
@@ -58,9 +65,12 @@ const rate = outcome.figures.rate ?? 0;
 const units = (rate * ctx.durationMs) / 1000;
 process.stdout.write(`${scenario!.name} (splice ${values.splice}): ${Math.round(rate)} per second; proxy CPU per unit of work by thread:\n`);
 let total = 0;
-for (const [name, us] of after) {
-  const spent = us - (before.get(name) ?? 0);
+let switches = 0;
+for (const [name, use] of after) {
+  const spent = use.us - (before.get(name)?.us ?? 0);
+  const switched = use.switches - (before.get(name)?.switches ?? 0);
   total += spent;
-  if (spent > 0) process.stdout.write(`  ${(spent / units).toFixed(1).padStart(8)} µs  ${name}\n`);
+  switches += switched;
+  if (spent > 0) process.stdout.write(`  ${(spent / units).toFixed(1).padStart(8)} µs ${(switched / units).toFixed(2).padStart(6)} switches  ${name}\n`);
 }
-process.stdout.write(`  ${(total / units).toFixed(1).padStart(8)} µs  all threads\n`);
+process.stdout.write(`  ${(total / units).toFixed(1).padStart(8)} µs ${(switches / units).toFixed(2).padStart(6)} switches  all threads\n`);
