@@ -1,7 +1,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Address } from '../config/types.js';
-import { nativeConnect } from '../splice/native.js';
+import { connectThenSplice, nativeConnect, type ConnectSpliceOwner } from '../splice/native.js';
 import type { BackendTlsOptions } from '../tls/client.js';
 
 export type ConnectFailure = 'connect-timeout' | 'connect-error';
@@ -156,4 +156,57 @@ export function connectFd(address: Address, timeoutMs: number): Promise<number> 
     return () => pending.cancel();
   };
   return connectWithin(address, timeoutMs, attempt, (error) => `connect to ${address.text} failed: ${error.message}`);
+}
+
+/**
+ * connectFd and the native splice in one step, for a client whose bytes
+ * go straight on (src/splice/native.ts, connectThenSplice): resolves true
+ * once the server is connected and owner.spliceConnected has run, false when
+ * this way cannot be taken (the loop declined the socket, or no descriptor
+ * is free): connect with connectFd then. Fails like connectFd, the client
+ * socket as it was.
+ */
+export function connectSpliced(
+  address: Address,
+  timeoutMs: number,
+  client: net.Socket,
+  replay: Buffer,
+  idleMs: number,
+  owner: ConnectSpliceOwner,
+): Promise<boolean> {
+  const host = address.host || '127.0.0.1';
+  return new Promise((resolve, reject) => {
+    let timedOut = false;
+    let timer: NodeJS.Timeout | null = null;
+    const relay: ConnectSpliceOwner = {
+      spliceDone: (result) => owner.spliceDone(result),
+      spliceConnected: (splice) => {
+        if (timer) clearTimeout(timer);
+        owner.spliceConnected(splice);
+        resolve(true);
+      },
+      spliceConnectFailed: (error) => {
+        if (timer) clearTimeout(timer);
+        owner.spliceConnectFailed(error);
+        reject(
+          timedOut
+            ? new ConnectError('connect-timeout', `connect to ${address.text} timed out after ${timeoutMs} ms`)
+            : new ConnectError('connect-error', `connect to ${address.text} failed: ${error.message}`),
+        );
+      },
+    };
+    let job: ReturnType<typeof connectThenSplice>;
+    try {
+      job = connectThenSplice(client, host, address.port, replay, idleMs, relay);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (outOfDescriptors(error) || code === undefined) return resolve(false);
+      return reject(new ConnectError('connect-error', `connect to ${address.text} failed: ${(error as Error).message}`));
+    }
+    // The verdict is the thread's: a connect that made it just as the timer fired is spliced, not cut.
+    timer = setTimeout(() => {
+      timedOut = true;
+      job.cancelConnect();
+    }, timeoutMs);
+  });
 }

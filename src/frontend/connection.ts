@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type { Listen } from '../config/types.js';
 import { queueFullReason, type Acquired, type BackendPool } from '../backend/pool.js';
 import type { ServerState } from '../backend/server-state.js';
-import { ConnectError, connectFd, connectTo, nativelyConnectable } from '../backend/connect.js';
+import { ConnectError, connectFd, connectSpliced, connectTo, nativelyConnectable } from '../backend/connect.js';
 import { proxyHeaderFor } from '../backend/proxy-header.js';
 import { HTTP_503, HTTP_504 } from '../http/responses.js';
 import { HttpSession, type SessionHost } from '../http/session.js';
@@ -82,6 +82,7 @@ export class ClientConnection implements RouteFacts {
   private serverState: ServerState | null = null;
   private readonly startedAt = performance.now();
   private sniffMs = 0;
+  private connectStartedAt = 0;
   private connectMs = 0;
   private queueMs = 0;
   private logged = false;
@@ -383,7 +384,7 @@ export class ClientConnection implements RouteFacts {
    */
   private async connect(pool: BackendPool): Promise<void> {
     const tried = new Set<ServerState>();
-    const started = performance.now();
+    const started = (this.connectStartedAt = performance.now());
     let failure: ConnectError | null = null;
     for (let attempt = 0; attempt <= pool.config.retries; attempt++) {
       let acquired: Acquired | Promise<Acquired> = this.reserved ? { kind: 'server', server: this.reserved } : pool.acquire(tried, this.srcIp);
@@ -407,7 +408,10 @@ export class ClientConnection implements RouteFacts {
       try {
         const address = server.config.address;
         const timeout = pool.config.timeouts.connect;
-        const connection = this.splicesNatively(pool) && nativelyConnectable(address) ? await connectFd(address, timeout) : await connectTo(address, timeout, pool.tls);
+        const native = this.splicesNatively(pool) && nativelyConnectable(address);
+        // Connected and spliced by the native thread: spliceConnected has done the rest (a client gone meanwhile aborted it).
+        if (native && (await connectSpliced(address, timeout, this.client, this.replay(), this.tunnelTimeout(), this))) return;
+        const connection = native ? await connectFd(address, timeout) : await connectTo(address, timeout, pool.tls);
         this.connectMs = performance.now() - started - this.queueMs;
         server.total++;
         if (this.phase !== 'connect') {
@@ -461,10 +465,16 @@ export class ClientConnection implements RouteFacts {
     return this.client === this.socket && pool.tls === null && this.httpSession === null && this.frontend.process.spliceNatively;
   }
 
-  /** What the server gets before the client's next byte: the PROXY header when the backend wants one, then the peeked bytes. */
+  /** What the server gets before the client's next byte (taken: not sent again). */
   private takeReplay(): Buffer {
-    const peeked = this.peeked;
+    const replay = this.replay();
     this.peeked = EMPTY;
+    return replay;
+  }
+
+  /** The PROXY header when the backend wants one, then the peeked bytes. */
+  private replay(): Buffer {
+    const peeked = this.peeked;
     const version = this.backend!.config.proxyProtocol;
     if (!version) return peeked;
     const header = proxyHeaderFor(version, {
@@ -551,6 +561,25 @@ export class ClientConnection implements RouteFacts {
     for (const [event, handler] of ClientConnection.serverEvents) server.removeListener(event, handler);
   }
 
+  /** connectSpliced: the server is connected and the native thread splices (the replay sent first). */
+  spliceConnected(splice: NativeSplice): void {
+    this.native = splice;
+    this.connectMs = performance.now() - this.connectStartedAt - this.queueMs;
+    this.serverState!.total++;
+    // The client went while connecting: its abort is on the way, and spliceDone frees the server.
+    if (this.phase !== 'connect') return;
+    this.phase = 'splice';
+    this.peeked = EMPTY;
+    this.serverClosed = false;
+    this.detachClient(this.client);
+    this.socket = this.client = HANDED_OVER;
+  }
+
+  /** connectSpliced failed: the client socket is as it was, and connect() goes on (another server, or the refusal). */
+  spliceConnectFailed(): void {
+    this.native = null;
+  }
+
   spliceDone(r: NativeSpliceResult): void {
     this.nativeFinished = true;
     if (r.firstEnd) this.firstEnd ??= r.firstEnd === 'a' ? 'client' : 'server';
@@ -588,6 +617,8 @@ export class ClientConnection implements RouteFacts {
   }
 
   private handleClientClose(): void {
+    // A native connect in flight holds a dup of this client: it must not splice a connection that has gone.
+    if (this.phase === 'connect' && this.native) this.native.abort();
     this.clientClosed = true;
     this.frontend.process.sniffBudget.leave(this);
     this.clearTimer();
@@ -631,7 +662,7 @@ export class ClientConnection implements RouteFacts {
   /** Stops the connection now (shutdown after the grace period). */
   abort(termination: Termination): void {
     this.setTermination(termination);
-    if (this.native) return this.nativeFinished ? undefined : this.native.abort();
+    if (this.native && this.phase !== 'connect') return this.nativeFinished ? undefined : this.native.abort();
     this.client.destroy();
     this.server?.destroy();
   }

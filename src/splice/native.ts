@@ -64,7 +64,10 @@ interface Binding {
   adopt(fdA: number, fdB: number, preA: Buffer | null, preB: Buffer | null, flags: number, idleMs: number, id: number): object;
   /** [fd, handle]: a non-blocking connect to a numeric address; its end comes in a batch (END connected / connect-failed) */
   connect(host: string, port: number, id: number): [number, object];
-  abort(handle: object): void;
+  /** The same connect, spliced with a dup of fdA as soon as it is established: END connected, then the splice's end; or its failure. */
+  connect(host: string, port: number, id: number, fdA: number, preA: Buffer | null, flags: number, idleMs: number): [number, object];
+  /** ifConnecting: only a connect still in flight (a splice that has connected goes on) */
+  abort(handle: object, ifConnecting?: boolean): void;
   /** [readA, readB, aToB, bToA, unsentAToB, unsentBToA, inPipeAToB, inPipeBToA] */
   counters(handle: object): number[];
   stats(): NativeSpliceStats;
@@ -168,6 +171,9 @@ export function startNativeSplice(): string | null {
 function onBatch(batch: number[]): void {
   const done: Array<[Adoption, NativeSpliceResult]> = [];
   const connected: Array<[PendingConnect, number, number]> = [];
+  // connectThenSplice jobs: connected (now spliced), or failed with this errno
+  const spliced: Adoption[] = [];
+  const failed: Array<[Adoption, number, number]> = [];
   // First mark every handle of the batch done, so a spliceDone that aborts
   // another connection of the same batch is a no-op.
   for (let i = 0; i + BATCH_FIELDS - 1 < batch.length; i += BATCH_FIELDS) {
@@ -180,6 +186,18 @@ function onBatch(batch: number[]): void {
     }
     const job = live.get(batch[i]!);
     if (!job) continue;
+    if (job.connecting) {
+      // Its connect ended: told in order, so the splice's own end (maybe later in this batch) finds it spliced.
+      if (batch[i + 1] === END_CONNECTED) {
+        job.connecting = false;
+        spliced.push(job);
+        continue;
+      }
+      live.delete(batch[i]!);
+      job.handle = null;
+      failed.push([job, batch[i + 1]!, batch[i + 5]!]);
+      continue;
+    }
     live.delete(batch[i]!);
     job.handle = null;
     const end = END[batch[i + 1]!] ?? 'aborted';
@@ -199,6 +217,8 @@ function onBatch(batch: number[]): void {
     done.push([job, result]);
   }
   for (const [pending, end, errno] of connected) pending.settle(end, errno);
+  for (const job of spliced) job.connected();
+  for (const [job, end, errno] of failed) job.connectFailed(end === END_ABORTED ? 125 /* ECANCELED */ : errno || 5 /* EIO */);
   for (const [job, result] of done) job.finish(result);
 }
 
@@ -258,6 +278,10 @@ class Adoption implements NativeSplice {
   preA = 0;
   preB = 0;
   private state: 'flushing' | 'native' | 'done' = 'flushing';
+  /** connectThenSplice: the thread is connecting to b (then splices by itself); a is still JS's socket, not read */
+  connecting = false;
+  /** connectThenSplice: what to put back into a if the connect fails */
+  private unconnected: { buffered: Buffer | null; reading: boolean; host: string; port: number } | null = null;
   private readonly cleanups: Array<() => void> = [];
   /** the JS sockets' counts: live while flushing, frozen at the hand-over */
   private js: NativeSpliceBytes = NOTHING;
@@ -410,8 +434,79 @@ class Adoption implements NativeSplice {
     this.fdB = -1;
   }
 
+  /**
+   * The thread connects to host:port and, once connected, splices a with it
+   * (and sends the replay first) without waiting for JS. Until then a is not
+   * read (libuv stops reading it; what JS had buffered goes to the thread),
+   * so no byte can be taken by both. Throws (a unchanged) when the connect
+   * fails at once.
+   */
+  connectThenSplice(host: string, port: number): void {
+    const a = this.sockets![0];
+    const handle = (a as unknown as { _handle: { reading: boolean; readStop(): number; readStart(): number } })._handle;
+    // Buffered bytes first: read() may start the handle reading again.
+    const buffered = takeBuffered(a);
+    // libuv stops reading a; `reading` stays true so that net.Socket's _read() (a paused stream still reads up to its
+    // high-water mark, from nextTick) never starts it again behind the thread's back.
+    const reading = handle.reading;
+    handle.readStop();
+    handle.reading = true;
+    const preA = this.replay === null ? buffered : buffered === null ? this.replay : Buffer.concat([this.replay, buffered]);
+    this.preA = preA?.length ?? 0;
+    this.unconnected = { buffered, reading, host, port };
+    const flags = (finReceived(a) ? F_A_EOF : 0) | (a.writableEnded ? F_A_WR_SHUT : 0);
+    try {
+      this.handle = binding!.connect(host, port, this.id, fdOf(a), preA, flags, this.idleMs)[1];
+    } catch (err) {
+      this.restoreUnconnected();
+      const errno = (err as { errno?: number }).errno;
+      if (typeof errno === 'number' && errno > 0) throw connectError(errno, host, port);
+      throw err;
+    }
+    this.connecting = true;
+    this.js = jsBytes(a, null);
+    live.set(this.id, this);
+  }
+
+  /** The connect is given up unless it has connected already (then the splice goes on and the owner hears spliceConnected). */
+  cancelConnect(): void {
+    if (this.connecting && this.handle) binding!.abort(this.handle, true);
+  }
+
+  /** connectThenSplice connected and the thread splices: a's JS socket goes. */
+  connected(): void {
+    const [a] = this.sockets!;
+    this.state = 'native';
+    this.unconnected = null;
+    this.sockets = null;
+    (this.owner as ConnectSpliceOwner).spliceConnected(this);
+    // libuv closes its descriptor; the thread's dup keeps the connection open.
+    a.on('error', noop);
+    a.destroy();
+  }
+
+  connectFailed(errno: number): void {
+    const { host, port } = this.unconnected!;
+    this.restoreUnconnected();
+    this.state = 'done';
+    this.sockets = null;
+    (this.owner as ConnectSpliceOwner).spliceConnectFailed(connectError(errno, host, port));
+  }
+
+  /** a as it was before connectThenSplice: its buffered bytes in front, read again if it was. */
+  private restoreUnconnected(): void {
+    const a = this.sockets![0];
+    const { buffered, reading } = this.unconnected!;
+    this.unconnected = null;
+    if (buffered) a.unshift(buffered);
+    const handle = (a as unknown as { _handle: { reading: boolean; readStart(): number } | null })._handle;
+    if (!handle || a.destroyed) return;
+    handle.reading = reading;
+    if (reading) handle.readStart();
+  }
+
   abort(): void {
-    if (this.state === 'native' && this.handle) binding!.abort(this.handle);
+    if ((this.state === 'native' || this.connecting) && this.handle) binding!.abort(this.handle);
     else this.failBeforeNative('aborted', null);
   }
 
@@ -551,6 +646,39 @@ export function adoptConnected(a: net.Socket, fdB: number, replay: Buffer | null
   const idle = adoptable('adoptConnected', [a], idleMs);
   const job = new Adoption(a, null, fdB, replay && replay.length > 0 ? replay : null, idle, owner, nextId++);
   job.start();
+  return job;
+}
+
+/** Who hears how a connectThenSplice goes, besides how its splice ends. */
+export interface ConnectSpliceOwner extends SpliceOwner {
+  /** Connected, and spliced from now on: called on the main thread before the splice's spliceDone. */
+  spliceConnected(splice: NativeSplice): void;
+  /** Not connected (refused, cancelled, aborted): the client socket is as it was, nothing sent; spliceDone is not called. */
+  spliceConnectFailed(error: NodeJS.ErrnoException): void;
+}
+
+/**
+ * adoptConnected and nativeConnect in one step: the native thread connects
+ * to host:port (numeric) and splices `a` with it as soon as it is
+ * established, `replay` first, with no JS in between; a's JS socket is
+ * destroyed then. The returned splice's cancelConnect() gives the connect
+ * up (a connect timeout) unless it has connected; abort() ends either.
+ * Throws, leaving `a` as it was, when the loop is unavailable, when a has
+ * unflushed writes (use adoptConnected), and with Node's error shape when
+ * the connect fails at once.
+ */
+export function connectThenSplice(
+  a: net.Socket,
+  host: string,
+  port: number,
+  replay: Buffer | null,
+  idleMs: number,
+  owner: ConnectSpliceOwner,
+): NativeSplice & { cancelConnect(): void } {
+  const idle = adoptable('connectThenSplice', [a], idleMs);
+  if (a.connecting || !settled(a)) throw new Error('connectThenSplice: the socket has writes in flight');
+  const job = new Adoption(a, null, -1, replay && replay.length > 0 ? replay : null, idle, owner, nextId++);
+  job.connectThenSplice(host, port);
   return job;
 }
 

@@ -4,6 +4,36 @@ import { randomBytes } from 'node:crypto';
 import { closedPort, echoServer, exchange, firstLine, sha256, taggedEcho, tcpServer } from '../helpers/servers.js';
 import { startMux } from '../helpers/mux.js';
 import { nativeSpliceUnavailable } from '../../src/splice/native.js';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+
+/** argv: port, count. 20 at a time, each connection sends 5 pieces a tick apart, then FIN; prints [{ sent, got }] as JSON. */
+const PIECEWISE_CLIENTS = `
+import net from 'node:net';
+const [port, count] = process.argv.slice(-2).map(Number);
+const results = [];
+const one = () => new Promise((resolve, reject) => {
+  let sent = '', got = '';
+  const socket = net.connect(port, '127.0.0.1', async () => {
+    for (let i = 0; i < 5; i++) {
+      const piece = 'piece-' + i + '-' + 'x'.repeat(i * 7) + ';';
+      sent += piece;
+      socket.write(piece);
+      await new Promise((r) => setImmediate(r));
+    }
+    socket.end();
+  });
+  socket.setEncoding('utf8');
+  socket.on('data', (d) => (got += d));
+  socket.on('close', () => resolve({ sent, got }));
+  socket.on('error', reject);
+});
+let started = 0;
+await Promise.all(Array.from({ length: 20 }, async () => {
+  while (started < count) { started++; results.push(await one()); }
+}));
+process.stdout.write(JSON.stringify(results));
+`;
 
 type Teardown = { teardown(fn: () => unknown): void };
 
@@ -88,6 +118,32 @@ for (const mode of ['native', 'js'] as const) {
       t.equal(lines.length, 3, 'one line per connection');
       for (const line of lines) t.equal(line.server, 's2');
       t.ok(mux.logs.some((l) => l.msg === 'server connect failed' && l.server === 's1'), 'the failed connect is logged');
+    });
+
+    t.test('a client that keeps sending while its server is connected (or refused, then retried): every byte arrives, in order', async (t) => {
+      // The bytes after the sniffed first piece come while the connect is in flight; with a native
+      // connect the client's descriptor is the native thread's from the moment it connects, and
+      // JavaScript must not read one of them meanwhile (nor lose them when the connect fails).
+      const down = await closedPort();
+      const echo = await echoServer();
+      t.teardown(() => echo.close());
+      const mux = await muxTo(t, [`127.0.0.1:${down}`, echo.address], { retries: 1 });
+      const CONNECTIONS = 200;
+      // The clients run in a process of their own, so that their bytes come while this one is busy connecting.
+      const child = spawn(process.execPath, ['--input-type=module', '-e', PIECEWISE_CLIENTS, String(mux.port('fe')), String(CONNECTIONS)], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+      const [code] = (await once(child, 'exit')) as [number];
+      t.equal(code, 0, 'the client process ran');
+      const results = JSON.parse(out) as { sent: string; got: string }[];
+      t.equal(results.length, CONNECTIONS);
+      const wrong = results.filter((r) => r.got !== r.sent);
+      t.equal(wrong.length, 0, `all ${CONNECTIONS} echoes complete and in order${wrong[0] ? `; e.g. sent ${wrong[0].sent}, got ${wrong[0].got}` : ''}`);
+      const lines = await mux.waitForConnections(CONNECTIONS);
+      t.ok(lines.every((l) => l.server === 's2' && l.bytesIn === results[0]!.sent.length), 'every one logged at s2 with all its bytes');
+      t.ok(mux.logs.some((l) => l.msg === 'server connect failed' && l.server === 's1'), 'the refused first tries happened');
     });
 
     t.test('every server down: connect-error, and an HTTP client gets a 503', async (t) => {

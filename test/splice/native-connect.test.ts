@@ -5,9 +5,11 @@ import { closeSync, readdirSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   adoptConnected,
+  connectThenSplice,
   nativeConnect,
   nativeSpliceStats,
   nativeSpliceUnavailable,
+  type ConnectSpliceOwner,
   type NativeSpliceResult,
   type SpliceOwner,
 } from '../../src/splice/native.js';
@@ -130,6 +132,124 @@ t.test('cancel(): no callback and no descriptor left, whether the thread had con
   await eventually('the descriptors closed', () => fdCount() <= before, 5000).catch(() => {});
   t.comment(`${lateCallbacks} of the 100 connects cancelled a turn later had called back first`);
   t.equal(fdCount(), before, 'no descriptor left behind');
+});
+
+/** What a connectThenSplice told its owner, in order. */
+function recordingOwner() {
+  const told: string[] = [];
+  let ended!: (r: NativeSpliceResult | NodeJS.ErrnoException) => void;
+  const end = new Promise<NativeSpliceResult | NodeJS.ErrnoException>((r) => (ended = r));
+  const owner: ConnectSpliceOwner = {
+    spliceConnected: () => told.push('connected'),
+    spliceConnectFailed: (error) => {
+      told.push(`failed ${error.code}`);
+      ended(error);
+    },
+    spliceDone: (r) => {
+      told.push(`done ${r.end}`);
+      ended(r);
+    },
+  };
+  return { told, end, owner };
+}
+
+/** A client connected to a little proxy; `onAccepted` gets the accepted socket, paused. */
+async function acceptedPair(t: { teardown(fn: () => unknown): void }, onAccepted: (a: net.Socket) => void) {
+  const proxy = await tcpServer((a) => {
+    a.pause();
+    onAccepted(a);
+  }, { allowHalfOpen: true });
+  t.teardown(() => proxy.close());
+  const client = net.connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true });
+  await once(client, 'connect');
+  return client;
+}
+
+t.test('connectThenSplice: connected and spliced by the thread, the replay first, the client after', { skip }, async (t) => {
+  const echo = await echoServer();
+  t.teardown(() => echo.close());
+  const { told, end, owner } = recordingOwner();
+  const before = fdCount();
+  const client = await acceptedPair(t, (a) => connectThenSplice(a, '127.0.0.1', echo.port, Buffer.from('replayed;'), 0, owner));
+  const received = readAll(client);
+  client.end('from the client');
+  t.equal((await received).toString(), 'replayed;from the client');
+  const r = (await end) as NativeSpliceResult;
+  t.same(told, ['connected', 'done done'], 'told it connected, then how the splice ended');
+  t.equal(r.bytes.toB, 'replayed;from the client'.length);
+  client.destroy();
+  await eventually('the descriptors closed', () => fdCount() <= before + 2); // the proxy's listener and the client
+});
+
+t.test('connectThenSplice refused: the owner hears why, and the client socket is as it was, every byte still to read', { skip }, async (t) => {
+  const port = await closedPort();
+  const { told, end, owner } = recordingOwner();
+  let accepted!: net.Socket;
+  const client = await acceptedPair(t, (a) => {
+    accepted = a;
+    a.once('readable', () => {
+      // What JS has buffered goes to the thread with the connect, and comes back when it fails.
+      try {
+        connectThenSplice(a, '127.0.0.1', port, null, 0, owner);
+      } catch (error) {
+        told.push(`threw ${(error as NodeJS.ErrnoException).code}`);
+        ended(error as NodeJS.ErrnoException);
+      }
+    });
+  });
+  let ended!: (e: NodeJS.ErrnoException) => void;
+  const thrown = new Promise<NodeJS.ErrnoException>((r) => (ended = r));
+  client.write('first;');
+  const error = (await Promise.race([end, thrown])) as NodeJS.ErrnoException;
+  t.equal(error.code, 'ECONNREFUSED');
+  t.equal(error.message, `connect ECONNREFUSED 127.0.0.1:${port}`);
+  t.equal(told.length, 1, `told once: ${told.join(', ')}`);
+  client.end('second');
+  const rest = await readAll(accepted.resume());
+  t.equal(rest.toString(), 'first;second', 'the client socket reads on, nothing lost');
+  client.destroy();
+});
+
+t.test('connectThenSplice cancelled or aborted at every moment: each owner told once, no descriptor left', { skip }, async (t) => {
+  const echo = await echoServer();
+  t.teardown(() => echo.close());
+  const before = fdCount();
+  const outcomes = new Map<string, number>();
+  const finals: Promise<unknown>[] = [];
+  const proxy = await tcpServer((a) => {
+    a.pause();
+    const i = finals.length;
+    const { told, end, owner } = recordingOwner();
+    finals.push(end.then(() => {
+      // A connect cancelled after it connected goes on as a splice; the client ends it.
+      const key = told.join(' > ');
+      outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+      a.destroy();
+    }));
+    const job = connectThenSplice(a, '127.0.0.1', echo.port, Buffer.from('x'), 0, owner);
+    if (i % 4 === 0) job.cancelConnect();
+    else if (i % 4 === 1) queueMicrotask(() => job.abort());
+    else if (i % 4 === 2) setImmediate(() => job.cancelConnect());
+    else setImmediate(() => job.abort());
+  }, { allowHalfOpen: true });
+  t.teardown(() => proxy.close());
+  const clients: net.Socket[] = [];
+  for (let i = 0; i < 200; i++) {
+    const c = net.connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true }).on('error', () => {});
+    c.on('data', () => c.end());
+    c.on('end', () => c.destroy());
+    clients.push(c);
+    await once(c, 'connect');
+  }
+  await eventually('every owner told how it ended', () => finals.length === 200);
+  await Promise.all(finals);
+  for (const c of clients) c.destroy();
+  t.comment(JSON.stringify(Object.fromEntries(outcomes)));
+  const allowed = ['failed ECANCELED', 'connected > done aborted', 'connected > done done', 'connected > done a-error', 'connected > done b-error'];
+  t.ok([...outcomes.keys()].every((k) => allowed.includes(k)), 'each owner heard one failure, or connected and then one end');
+  await eventually('every conn freed', () => nativeSpliceStats()!.live === 0);
+  await eventually('the descriptors closed', () => fdCount() <= before + 1, 5000).catch(() => {});
+  t.equal(fdCount(), before + 1, 'no descriptor left behind (the proxy listener remains until teardown)');
 });
 
 t.test('which servers the native thread connects to: numeric addresses; names and IPv6 zones go through Node', async (t) => {

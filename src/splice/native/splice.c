@@ -120,8 +120,19 @@ typedef struct conn {
   int8_t end, first;       /* END_*, -1 while live; first side to FIN/fail or -1 */
   uint8_t rd[2], wr[2];    /* edge-triggered readiness per side */
   uint8_t queued, abort_req, registered, closed, in_ready;
-  uint8_t connecting;      /* a connect() in flight on fd[1] (fd[0] is -1): see js_connect */
+  /* a connect() in flight on fd[1]: CONNECT_ONLY (fd[0] is -1, the fd goes to JS) or
+     CONNECT_SPLICE (fd[0] is the client, spliced as soon as fd[1] connects): see js_connect */
+  uint8_t connecting;
+  uint8_t b_owned;         /* fd[1] was made here (connect), not a dup of a descriptor JS holds */
+  uint8_t notices;         /* under mu: NOTICE_* not yet delivered to JS (the conn is on the done list while non-zero) */
+  uint32_t idle_after;     /* CONNECT_SPLICE: idle_ms once connected (no idle clock while connecting) */
 } conn_t;
+
+enum { CONNECT_ONLY = 1, CONNECT_SPLICE = 2 };
+/* what the done list tells JS about a conn: it connected and now splices; it ended */
+enum { NOTICE_CONNECTED = 1, NOTICE_END = 2 };
+/* abort_req: 0 none, ABORT_ANY / ABORT_IF_CONNECTING asked, ABORT_TAKEN seen by the thread */
+enum { ABORT_ANY = 1, ABORT_TAKEN = 2, ABORT_IF_CONNECTING = 3 };
 
 typedef struct state {
   napi_env env;
@@ -217,12 +228,36 @@ static void drop_pending(dir_t *x) {
 
 /* ------------------------------------------------------------ completion */
 
+/* Tells JS (on its next batch) that c connected or ended; a conn is on the done list once, with what is to be told. */
+static void notify(state_t *s, conn_t *c, uint8_t notice) {
+  pthread_mutex_lock(&s->mu);
+  int was_empty = s->done_head == NULL;
+  if (c->notices == 0) {
+    c->done_next = NULL;
+    if (s->done_tail) s->done_tail->done_next = c; else s->done_head = c;
+    s->done_tail = c;
+  }
+  c->notices |= notice;
+  pthread_mutex_unlock(&s->mu);
+  if (was_empty) napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
+}
+
+/* The idle clock of a conn starts: at registration, or once a CONNECT_SPLICE has connected. */
+static void start_idle_clock(state_t *s, conn_t *c) {
+  c->last[0] = c->last[1] = c->last_rd[0] = c->last_rd[1] = s->t;
+  if (c->idle_ms) {
+    s->n_timed++;
+    if (s->n_timed == 1 || s->now + c->idle_ms < s->next_scan) s->next_scan = s->now + c->idle_ms;
+  }
+}
+
 static void close_conn(state_t *s, conn_t *c) {
   if (c->closed) return;
   c->closed = 1;
   for (int i = 0; i < 2; i++) {
     if (c->fd[i] < 0) continue; /* a connect's missing side, or a connected fd JS took */
-    if (c->registered) epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd[i], NULL);
+    /* a descriptor nobody else holds leaves the epoll set as it closes; a dup must leave it first */
+    if (c->registered && !(i == 1 && c->b_owned)) epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd[i], NULL);
     close(c->fd[i]);
     c->fd[i] = -1;
     pipe_release(s, &c->d[i]);
@@ -240,13 +275,7 @@ static void close_conn(state_t *s, conn_t *c) {
     c->ready_next = s->dead;
     s->dead = c;
   }
-  pthread_mutex_lock(&s->mu);
-  int was_empty = s->done_head == NULL;
-  c->done_next = NULL;
-  if (s->done_tail) s->done_tail->done_next = c; else s->done_head = c;
-  s->done_tail = c;
-  pthread_mutex_unlock(&s->mu);
-  if (was_empty) napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
+  notify(s, c, NOTICE_END);
 }
 
 static void fail(state_t *s, conn_t *c, int side, int err) {
@@ -439,24 +468,30 @@ static void pump(state_t *s, conn_t *c) {
 
 /* ------------------------------------------------------------ the thread */
 
+/* Watches side i of c; 0, or the errno of epoll_ctl. */
+static int watch(state_t *s, conn_t *c, int i, uint32_t events) {
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.events = events;
+  ev.data.ptr = (void *)((uintptr_t)c | (uintptr_t)i);
+  return epoll_ctl(s->epfd, EPOLL_CTL_ADD, c->fd[i], &ev) < 0 ? errno : 0;
+}
+
+#define SPLICE_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+
 static void do_register(state_t *s, conn_t *c) {
   c->registered = 1;
-  c->last[0] = c->last[1] = c->last_rd[0] = c->last_rd[1] = s->t;
   c->next = s->all;
   c->prev = NULL;
   if (s->all) s->all->prev = c;
   s->all = c;
-  if (c->idle_ms) {
-    s->n_timed++;
-    if (s->n_timed == 1 || s->now + c->idle_ms < s->next_scan) s->next_scan = s->now + c->idle_ms;
-  }
+  start_idle_clock(s, c);
+  /* a CONNECT_SPLICE server side is watched for the splice from the start, so connecting costs no second epoll_ctl */
+  uint32_t events = c->connecting == CONNECT_ONLY ? EPOLLOUT | EPOLLET : SPLICE_EVENTS;
   for (int i = c->connecting ? 1 : 0; i < 2; i++) {
-    struct epoll_event ev;
-    memset(&ev, 0, sizeof ev);
-    ev.events = c->connecting ? EPOLLOUT | EPOLLET : EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-    ev.data.ptr = (void *)((uintptr_t)c | (uintptr_t)i);
-    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, c->fd[i], &ev) < 0) {
-      fail(s, c, i, errno);
+    int e = watch(s, c, i, events);
+    if (e) {
+      fail(s, c, i, e);
       return;
     }
   }
@@ -471,8 +506,34 @@ static void do_register(state_t *s, conn_t *c) {
 static void connect_done(state_t *s, conn_t *c, uint32_t events) {
   int so = 0;
   socklen_t len = sizeof so;
-  if (getsockopt(c->fd[1], SOL_SOCKET, SO_ERROR, &so, &len) < 0) so = errno;
-  if (so == 0 && !(events & EPOLLOUT)) so = ECONNRESET;
+  /* writable and nothing wrong: connected, no need to ask */
+  if ((events & (EPOLLERR | EPOLLHUP)) || !(events & EPOLLOUT)) {
+    if (getsockopt(c->fd[1], SOL_SOCKET, SO_ERROR, &so, &len) < 0) so = errno;
+    if (so == 0) so = ECONNRESET;
+  }
+  if (c->connecting == CONNECT_SPLICE) {
+    if (so != 0) {
+      c->end = END_CONNECT_FAILED;
+      c->err = so;
+      close_conn(s, c); /* closes the dup of the client too: JS's own descriptor goes on */
+      return;
+    }
+    c->connecting = 0;
+    int e = watch(s, c, 0, SPLICE_EVENTS);
+    if (e) {
+      /* JS hears of the connect first (it adopts the conn), then of the failure */
+      notify(s, c, NOTICE_CONNECTED);
+      fail(s, c, 0, e);
+      return;
+    }
+    c->idle_ms = c->idle_after;
+    start_idle_clock(s, c);
+    c->wr[1] = 1;
+    if (events & (EPOLLIN | EPOLLRDHUP)) c->rd[1] = 1;
+    notify(s, c, NOTICE_CONNECTED);
+    mark_ready(s, c); /* the replay goes at once */
+    return;
+  }
   if (so == 0) {
     epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd[1], NULL);
     c->fd[1] = -1; /* JS's from now on */
@@ -495,11 +556,13 @@ static void drain_commands(state_t *s) {
     conn_t *nx = c->q_next;
     c->q_next = NULL;
     c->queued = 0;
-    int abort_now = c->abort_req == 1;
-    if (abort_now) c->abort_req = 2;
+    int abort_now = c->abort_req == ABORT_ANY || c->abort_req == ABORT_IF_CONNECTING;
+    /* a cancelled connect that has connected already goes on: JS hears it connected, and may abort it later */
+    int spare = c->abort_req == ABORT_IF_CONNECTING && !c->connecting;
+    if (abort_now) c->abort_req = spare ? 0 : ABORT_TAKEN;
     pthread_mutex_unlock(&s->mu);
     if (abort_now) {
-      if (!c->closed) {
+      if (!c->closed && !spare) {
         c->end = END_ABORTED;
         close_conn(s, c);
       }
@@ -623,26 +686,57 @@ static void *thread_main(void *arg) {
 
 /* -------------------------------------------------------------- main side */
 
+#define BATCH_FIELDS 10
+
+/* Appends one notice's fields to the batch array JS reads BATCH_FIELDS at a time. */
+static void push_fields(napi_env env, napi_value arr, uint32_t *i, const double vals[BATCH_FIELDS]) {
+  for (int j = 0; j < BATCH_FIELDS && arr; j++) {
+    napi_value v;
+    if (napi_create_double(env, vals[j], &v) == napi_ok) napi_set_element(env, arr, (*i)++, v);
+  }
+}
+
 static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   (void)data;
   state_t *s = context;
   if (env == NULL) return; /* tsfn being torn down with the environment; cleanup() frees */
+  /* Taken whole under the lock: once its notices are reset the thread may put a conn on the list again (its end after its connect). */
   pthread_mutex_lock(&s->mu);
-  conn_t *list = s->done_head;
+  size_t n = 0;
+  for (conn_t *c = s->done_head; c; c = c->done_next) n++;
+  conn_t **conns = n ? malloc(n * sizeof *conns) : NULL;
+  uint8_t *notices = n ? malloc(n) : NULL;
+  if (n && (!conns || !notices)) { /* left on the list for the next call */
+    pthread_mutex_unlock(&s->mu);
+    free(conns);
+    free(notices);
+    napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
+    return;
+  }
+  size_t m = 0;
+  for (conn_t *c = s->done_head; c; c = c->done_next) {
+    conns[m] = c;
+    notices[m++] = c->notices;
+    c->notices = 0;
+  }
   s->done_head = s->done_tail = NULL;
   pthread_mutex_unlock(&s->mu);
-  if (!list) return;
-  /* [id, end, first, aToB, bToA, errno, preLeftA, preLeftB, readA, readB] per completed conn */
+  if (!n) return;
+  /* [id, end, first, aToB, bToA, errno, preLeftA, preLeftB, readA, readB] per notice: END_CONNECTED and zeros for a
+     CONNECT_SPLICE that connected (told before its end, which may follow in the same batch) */
   napi_value arr = NULL;
   napi_create_array(env, &arr);
   uint32_t i = 0, k = 0;
-  for (conn_t *c = list; c; c = c->done_next) {
-    double vals[10] = {c->id, c->end, c->first, (double)c->d[0].moved, (double)c->d[1].moved, c->err, c->pre_left[0], c->pre_left[1],
-                       (double)c->d[0].read, (double)c->d[1].read};
-    for (int j = 0; j < 10 && arr; j++) {
-      napi_value v;
-      if (napi_create_double(env, vals[j], &v) == napi_ok) napi_set_element(env, arr, i++, v);
+  for (size_t q = 0; q < n; q++) {
+    conn_t *c = conns[q];
+    if (notices[q] & NOTICE_CONNECTED) {
+      const double connected[BATCH_FIELDS] = {c->id, END_CONNECTED, -1, 0, 0, 0, 0, 0, 0, 0};
+      push_fields(env, arr, &i, connected);
     }
+    if (!(notices[q] & NOTICE_END)) continue;
+    const double ended[BATCH_FIELDS] = {c->id, c->end, c->first, (double)c->d[0].moved, (double)c->d[1].moved, c->err, c->pre_left[0], c->pre_left[1],
+                                        (double)c->d[0].read, (double)c->d[1].read};
+    push_fields(env, arr, &i, ended);
     k++;
   }
   s->live -= k;
@@ -650,12 +744,11 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   napi_value undef;
   napi_get_undefined(env, &undef);
   if (arr) napi_call_function(env, undef, js_cb, 1, &arr, NULL);
-  /* JS's references go only now: the callback may have called abort() on any of them */
-  while (list) {
-    conn_t *c = list;
-    list = c->done_next;
-    conn_unref(c);
-  }
+  /* JS's references go only now (those of ended conns): the callback may have called abort() on any of them */
+  for (size_t q = 0; q < n; q++)
+    if (notices[q] & NOTICE_END) conn_unref(conns[q]);
+  free(conns);
+  free(notices);
 }
 
 static void free_unregistered(conn_t *c) {
@@ -702,6 +795,11 @@ static void cleanup(void *arg) {
       s->dead = c->ready_next;
       conn_unref(c);
     }
+    for (c = s->done_head; c;) { /* closed, end never delivered (a live conn with a connect notice is freed below) */
+      conn_t *nx = c->done_next;
+      if (c->closed) free(c);
+      c = nx;
+    }
     for (c = s->all; c;) { /* live */
       conn_t *nx = c->next;
       for (int i = 0; i < 2; i++) {
@@ -712,11 +810,6 @@ static void cleanup(void *arg) {
         }
         free(c->d[i].pend);
       }
-      free(c);
-      c = nx;
-    }
-    for (c = s->done_head; c;) { /* closed, completion never delivered */
-      conn_t *nx = c->done_next;
       free(c);
       c = nx;
     }
@@ -890,6 +983,7 @@ static napi_value js_adopt(napi_env env, napi_callback_info info) {
   }
   /* F_B_OWNED: fdB is a connection js_connect made, no other owner to dup it from (on a throw JS still owns it) */
   int owned = (flags & F_B_OWNED) != 0;
+  c->b_owned = (uint8_t)owned;
   c->fd[0] = fcntl(fa, F_DUPFD_CLOEXEC, 0);
   c->fd[1] = c->fd[0] < 0 ? -1 : owned ? fb : fcntl(fb, F_DUPFD_CLOEXEC, 0);
   if (c->fd[1] < 0) {
@@ -938,12 +1032,20 @@ static napi_value js_adopt(napi_env env, napi_callback_info info) {
  * errno (the fd is closed). abort(external) cancels it (END_ABORTED, fd
  * closed) unless it has finished already. host is a numeric IPv4 or IPv6
  * address; anything else, and a connect that fails at once, throws with errno.
+ *
+ * connect(host, port, id, fdA, preA, flags, idleMs): the same connect, and
+ * the splice of a dup of fdA with it as soon as it is established, with no
+ * round trip to JS in between (CONNECT_SPLICE). The thread tells
+ * END_CONNECTED (then, later, the splice's end, as for adopt) or, when it
+ * fails, END_CONNECT_FAILED / END_ABORTED with both of its descriptors closed
+ * and fdA untouched. abort(external, true) cancels only a connect still in
+ * flight.
  */
 static napi_value js_connect(napi_env env, napi_callback_info info) {
   state_t *s = started_state(env);
   if (!s) return NULL;
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 7;
+  napi_value argv[7];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char host[64];
   size_t hlen = 0;
@@ -953,6 +1055,16 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
       napi_get_value_uint32(env, argv[1], &port) != napi_ok || port == 0 || port > 65535 ||
       napi_get_value_double(env, argv[2], &id) != napi_ok) {
     napi_throw_type_error(env, NULL, "connect(host, port, id)");
+    return NULL;
+  }
+  int fa = -1;
+  uint32_t flags = 0, idle = 0;
+  dir_t pre;
+  memset(&pre, 0, sizeof pre);
+  if (argc >= 7 && (!get_fd(env, argv[3], &fa) || napi_get_value_uint32(env, argv[5], &flags) != napi_ok ||
+                    napi_get_value_uint32(env, argv[6], &idle) != napi_ok || copy_pre(env, argv[4], &pre) < 0)) {
+    free(pre.pend);
+    napi_throw_type_error(env, NULL, "connect(host, port, id, fdA, preA, flags, idleMs)");
     return NULL;
   }
   struct sockaddr_storage sa;
@@ -971,33 +1083,51 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
   } else {
     return throw_errno(env, "connect: not a numeric address", EINVAL);
   }
-  int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return throw_errno(env, "socket", errno);
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (connect(fd, (struct sockaddr *)&sa, salen) < 0 && errno != EINPROGRESS) {
+  int dupA = fa < 0 ? -1 : fcntl(fa, F_DUPFD_CLOEXEC, 0);
+  if (fa >= 0 && dupA < 0) {
     int e = errno;
-    close(fd);
-    return throw_errno(env, "connect", e);
+    free(pre.pend);
+    return throw_errno(env, "dup", e);
   }
-  conn_t *c = calloc(1, sizeof *c);
+  int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int e = fd < 0 ? errno : 0;
+  if (fd >= 0) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, (struct sockaddr *)&sa, salen) < 0 && errno != EINPROGRESS) e = errno;
+  }
+  conn_t *c = e ? NULL : calloc(1, sizeof *c);
   if (!c) {
-    close(fd);
-    return throw_errno(env, "calloc", ENOMEM);
+    if (!e) e = ENOMEM;
+    if (fd >= 0) close(fd);
+    if (dupA >= 0) close(dupA);
+    free(pre.pend);
+    return throw_errno(env, fd < 0 ? "socket" : "connect", e);
   }
   for (int i = 0; i < 2; i++) c->d[i].pr = c->d[i].pw = -1;
-  c->fd[0] = -1;
+  c->fd[0] = dupA;
   c->fd[1] = fd;
-  c->connecting = 1;
+  c->b_owned = 1;
+  c->connecting = dupA < 0 ? CONNECT_ONLY : CONNECT_SPLICE;
   c->id = id;
   c->end = -1;
   c->first = -1;
+  if (dupA >= 0) {
+    c->d[0] = pre;
+    c->d[0].pr = c->d[0].pw = -1;
+    c->pre_left[0] = pre.pend_len;
+    c->idle_after = idle;
+    if (flags & F_A_EOF) { c->d[0].src_eof = 1; c->first = 0; }
+    if (flags & F_A_WR_SHUT) c->d[1].dst_shut = 1;
+  }
   c->refs = 2; /* thread + JS */
   napi_value ext, arr, v;
   if (napi_create_external(env, c, NULL, NULL, &ext) != napi_ok || napi_create_array_with_length(env, 2, &arr) != napi_ok ||
       napi_create_int32(env, fd, &v) != napi_ok || napi_set_element(env, arr, 0, v) != napi_ok ||
       napi_set_element(env, arr, 1, ext) != napi_ok) {
     close(fd);
+    if (dupA >= 0) close(dupA);
+    free(c->d[0].pend);
     free(c);
     napi_throw_error(env, NULL, "connect: N-API call failed");
     return NULL;
@@ -1023,12 +1153,16 @@ static conn_t *conn_arg(napi_env env, napi_callback_info info, const char *usage
 static napi_value js_abort(napi_env env, napi_callback_info info) {
   state_t *s;
   CHECK(napi_get_instance_data(env, (void **)&s));
-  conn_t *c = conn_arg(env, info, "abort(handle)");
+  conn_t *c = conn_arg(env, info, "abort(handle[, ifConnecting])");
   if (!c) return NULL;
+  size_t argc = 2;
+  napi_value argv[2];
+  bool if_connecting = false;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc >= 2) napi_get_value_bool(env, argv[1], &if_connecting);
   pthread_mutex_lock(&s->mu);
   int enqueue = 0;
   if (c->abort_req == 0) {
-    c->abort_req = 1;
+    c->abort_req = if_connecting ? ABORT_IF_CONNECTING : ABORT_ANY;
     __atomic_add_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
     if (!c->queued) {
       c->queued = 1;
