@@ -102,12 +102,14 @@ export class ClientConnection implements RouteFacts {
     private readonly frontend: FrontendRuntime,
     private readonly listen: Listen,
     private readonly owner: ConnectionOwner,
+    /** The listener's port, which every connection it accepts has as its own (no getsockname per connection). */
+    localPort: number,
   ) {
     this.client = socket;
     this.srcIp = unmapIPv4(socket.remoteAddress ?? '');
     this.clientPort = socket.remotePort ?? 0;
     this.clientAddress = formatAddress(this.srcIp, this.clientPort);
-    this.localPort = socket.localPort ?? 0;
+    this.localPort = localPort;
     this.sniffer = new Sniffer({ maxBytes: frontend.config.inspect.maxBytes });
     this.phase = listen.proxyProtocol ? 'proxy-header' : 'sniff';
     socket.setNoDelay(true);

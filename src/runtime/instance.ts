@@ -171,7 +171,7 @@ export class Instance {
             bound.set(key, existing);
             continue;
           }
-          const listener: BoundListener = { server: null!, frontend: frontend.name, listen };
+          const listener: BoundListener = { server: null!, frontend: frontend.name, listen, port: 0 };
           listener.server = await bindListener(
             listen,
             (socket) => this.arrive(socket, listener),
@@ -179,6 +179,7 @@ export class Instance {
           );
           bound.set(key, listener);
           const { host, port } = boundAddress(listener.server);
+          listener.port = port;
           this.logger.info({ frontend: frontend.name, listen: listen.address.text, host, port }, 'listening');
         }
       }
@@ -309,7 +310,7 @@ export class Instance {
     frontend.total++;
     this.counters.active++;
     this.idleCollector.accepted();
-    const connection = new ClientConnection(socket, frontend, listener.listen, this);
+    const connection = new ClientConnection(socket, frontend, listener.listen, this, listener.port);
     this.connections.add(connection);
     // Accepted paused (pauseOnConnect): reading starts now that the connection listens.
     socket.resume();
@@ -471,6 +472,8 @@ interface BoundListener {
   /** The frontend it serves now (a reload may move an address to another frontend). */
   frontend: string;
   listen: Listen;
+  /** The port it is bound to (the one chosen when 0 was asked): every accepted connection's local port. */
+  port: number;
 }
 
 /**
