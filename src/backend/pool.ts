@@ -112,6 +112,13 @@ export class BackendPool {
     });
   }
 
+  /** A slot on a server free now (counted in its `active`, to release()), or null: no queueing here (acquire() does). */
+  acquireNow(tried: ReadonlySet<ServerState>, clientIp: string): ServerState | null {
+    const server = this.pick(tried, clientIp);
+    if (server) server.active++;
+    return server ?? null;
+  }
+
   /** Gives a slot back and hands it (or any other now free) to the oldest waiters that can use it. */
   release(server: ServerState): void {
     server.active--;

@@ -20,6 +20,7 @@ import { formatAddress, unmapIPv4 } from './client-address.js';
 import { splice as spliceSockets } from '../splice/splice.js';
 import { adoptConnected, adoptSockets, socketFromDescriptor, type NativeSplice, type NativeSpliceResult } from '../splice/native.js';
 import { decide } from './decide.js';
+import { fastStartOf, type FastStart } from './fast-connection.js';
 import type { FrontendRuntime } from './frontend.js';
 
 const EMPTY = Buffer.alloc(0);
@@ -80,7 +81,9 @@ export class ClientConnection implements RouteFacts {
   private firstEnd: 'client' | 'server' | null = null;
   private backend: BackendPool | null = null;
   private serverState: ServerState | null = null;
-  private readonly startedAt = performance.now();
+  private readonly startedAt: number;
+  /** Set when a FastConnection handed the connection over: its start, and the servers it tried. */
+  private readonly fastStart: FastStart | undefined;
   private sniffMs = 0;
   private connectStartedAt = 0;
   private connectMs = 0;
@@ -106,6 +109,8 @@ export class ClientConnection implements RouteFacts {
     localPort: number,
   ) {
     this.client = socket;
+    this.fastStart = fastStartOf(socket);
+    this.startedAt = this.fastStart?.startedAt ?? performance.now();
     this.srcIp = unmapIPv4(socket.remoteAddress ?? '');
     this.clientPort = socket.remotePort ?? 0;
     this.clientAddress = formatAddress(this.srcIp, this.clientPort);
@@ -114,7 +119,9 @@ export class ClientConnection implements RouteFacts {
     this.phase = listen.proxyProtocol ? 'proxy-header' : 'sniff';
     socket.setNoDelay(true);
     this.attachClient(socket);
-    this.timer = setTimeout(ClientConnection.inspectDelayOver, frontend.config.inspect.delay, this);
+    // The inspect delay counts from the accept, also when a FastConnection had it first.
+    const delay = Math.max(0, frontend.config.inspect.delay - (performance.now() - this.startedAt));
+    this.timer = setTimeout(ClientConnection.inspectDelayOver, delay, this);
     frontend.process.sniffBudget.enter(this, this.srcIp);
     if (listen.proxyProtocol && !trustedProxy(listen, this.srcIp)) {
       this.reject('bad-request', `a PROXY header from ${this.srcIp} is not trusted (not in trustedProxies)`);
@@ -385,10 +392,13 @@ export class ClientConnection implements RouteFacts {
    * waiting in the backend's queue while every server is at its maxconn.
    */
   private async connect(pool: BackendPool): Promise<void> {
-    const tried = new Set<ServerState>();
+    // A FastConnection may have tried (and failed) the first servers already.
+    const prior = pool === this.fastStart?.backend ? this.fastStart : undefined;
+    const tried = new Set<ServerState>(prior?.tried);
     const started = (this.connectStartedAt = performance.now());
-    let failure: ConnectError | null = null;
-    for (let attempt = 0; attempt <= pool.config.retries; attempt++) {
+    let failure: ConnectError | null = prior?.failure ?? null;
+    if (failure) this.serverState = [...tried].pop() ?? null;
+    for (let attempt = tried.size; attempt <= pool.config.retries; attempt++) {
       let acquired: Acquired | Promise<Acquired> = this.reserved ? { kind: 'server', server: this.reserved } : pool.acquire(tried, this.srcIp);
       this.reserved = null;
       if (acquired instanceof Promise) {

@@ -1,4 +1,4 @@
-import type net from 'node:net';
+import net from 'node:net';
 import v8 from 'node:v8';
 import { performance } from 'node:perf_hooks';
 import type { Config, Listen } from '../config/types.js';
@@ -7,6 +7,7 @@ import { BackendPool } from '../backend/pool.js';
 import { onDescriptorShortage } from '../backend/connect.js';
 import { HealthMonitor } from '../backend/health/monitor.js';
 import { ClientConnection } from '../frontend/connection.js';
+import { FastConnection, kFastStart, type AcceptedHandle, type FastHost, type FastStart } from '../frontend/fast-connection.js';
 import { FrontendRuntime, type ProcessCounters } from '../frontend/frontend.js';
 import { bindListener, boundAddress } from '../frontend/listener.js';
 import { SniffBudget } from '../frontend/sniff-budget.js';
@@ -33,7 +34,13 @@ export interface BoundAddress {
  * One running sniffmux: the frontends and backends of a config, their
  * listeners and every open connection. `start` binds, `stop` drains.
  */
-export class Instance {
+/** A connection the Instance holds open: a ClientConnection, or a FastConnection the native thread carries. */
+type Open = ClientConnection | FastConnection;
+
+/** The raw handle Node's accept made (TCPWrap), as the accept hook gets it. */
+type ClientHandle = AcceptedHandle & { getpeername(out: { address?: string; port?: number }): number; setNoDelay(on: boolean): number };
+
+export class Instance implements FastHost {
   /** Finished connections, added up for /status and /metrics. */
   readonly stats = new Stats();
   readonly startedAt = Date.now();
@@ -42,7 +49,7 @@ export class Instance {
   private readonly counters: ProcessCounters;
   /** Bound listeners by listen key; a reload keeps those whose address stays. */
   private readonly servers = new Map<string, BoundListener>();
-  private readonly connections = new Set<ClientConnection>();
+  private readonly connections = new Set<Open>();
   /** Accepted while a maxconn was reached: held unread, as the kernel's backlog would, until a slot frees. */
   private readonly pending: { socket: net.Socket; listener: BoundListener }[] = [];
   /** Accepted, not yet looked at: started round-robin across client addresses. */
@@ -177,6 +184,7 @@ export class Instance {
             (socket) => this.arrive(socket, listener),
             (error) => this.acceptFailed(listener, error),
           );
+          this.hookAccept(listener);
           bound.set(key, listener);
           const { host, port } = boundAddress(listener.server);
           listener.port = port;
@@ -231,7 +239,7 @@ export class Instance {
   }
 
   /** The connections open now (the status page adds their bytes so far). */
-  openConnections(): Iterable<ClientConnection> {
+  openConnections(): Iterable<Open> {
     return this.connections;
   }
 
@@ -254,6 +262,59 @@ export class Instance {
   /** Connections open and served, counting those accepted and waiting their start (fair-start.ts): they were served at once before it. */
   get activeConnections(): number {
     return this.connections.size + this.starting.size;
+  }
+
+  /**
+   * Puts the fast path in front of Node's own: each accepted connection's raw
+   * handle is offered to fastArrive first, and only what it declines becomes
+   * a net.Socket (Node's onconnection, then arrive). In a cluster worker the
+   * handle is the one the primary sent. Not for a listener that expects a
+   * PROXY header (the JavaScript path reads it).
+   */
+  private hookAccept(listener: BoundListener): void {
+    const handle = (listener.server as unknown as { _handle?: { onconnection?: (err: number, client: ClientHandle) => void } })._handle;
+    const nodeOwn = handle?.onconnection;
+    if (!handle || !nodeOwn || listener.listen.proxyProtocol) return;
+    handle.onconnection = (err, client) => {
+      if (err || !this.fastArrive(client, listener)) nodeOwn.call(handle, err, client);
+    };
+  }
+
+  /** A new client served the fast way (FastConnection) when it starts at once and the native thread can take it; false: Node's way. */
+  private fastArrive(client: ClientHandle, listener: BoundListener): boolean {
+    if (!this.counters.spliceNatively || !this.started || typeof client.fd !== 'number' || client.fd < 0) return false;
+    const frontend = this.frontendOf(listener);
+    const peer: { address?: string; port?: number } = {};
+    if (!frontend || client.getpeername(peer) !== 0) return false;
+    const source = unmapIPv4(peer.address ?? '');
+    if (this.waitingFull() || !this.starting.startsNow(source) || frontend.full || this.memoryTight()) return false;
+    if (!this.counters.sniffBudget.admit(source)) return false;
+    // As Node's own accept does for a server made with noDelay (bindListener): small spliced writes are not held back.
+    client.setNoDelay(true);
+    let connection: FastConnection;
+    try {
+      connection = new FastConnection(client, frontend, listener.listen, this, listener.port, source, peer.port ?? 0);
+    } catch {
+      return false; // the native thread cannot take it: Node's way
+    }
+    frontend.active++;
+    frontend.total++;
+    this.counters.active++;
+    this.idleCollector.accepted();
+    this.connections.add(connection);
+    fastListeners.set(connection, listener);
+    return true;
+  }
+
+  /** A FastConnection hands over (FastHost): the handle becomes a net.Socket, counted and served as any other from here. */
+  fallBack(connection: FastConnection, handle: AcceptedHandle, start: FastStart): void {
+    const listener = fastListeners.get(connection)!;
+    this.forget(connection);
+    const frontend = this.frontendOf(listener);
+    if (frontend) frontend.total--; // counted again when served
+    const socket = new net.Socket({ handle: handle as never, allowHalfOpen: true, pauseOnCreate: true, readable: true, writable: true } as net.SocketConstructorOpts);
+    (socket as unknown as { [kFastStart]: FastStart })[kFastStart] = start;
+    this.arrive(socket, listener);
   }
 
   /** A new client on one of our listeners: it waits its turn to be started (fair-start.ts), unless too many already wait. */
@@ -317,14 +378,22 @@ export class Instance {
   }
 
   /** A connection ended and was logged (ClientConnection calls it: one owner object instead of a closure per connection). */
-  connectionDone(done: ClientConnection, frontend: FrontendRuntime): void {
-    // The frontend of that name now, which a reload may have replaced.
-    const now = this.current.frontends.find((f) => f.name === frontend.name) ?? frontend;
-    now.active--;
-    this.counters.active--;
-    this.connections.delete(done);
+  connectionDone(done: Open, frontend: FrontendRuntime): void {
+    this.forget(done, frontend);
     this.servePending();
     if (this.connections.size === 0) this.drained?.();
+  }
+
+  /** A connection leaves the counts (done, or handed from the fast path to the JavaScript one). */
+  private forget(done: Open, frontend: FrontendRuntime | undefined = undefined): void {
+    const listener = done instanceof FastConnection ? fastListeners.get(done) : undefined;
+    fastListeners.delete(done as FastConnection);
+    const named = frontend ?? (listener ? this.frontendOf(listener) : undefined);
+    // The frontend of that name now, which a reload may have replaced.
+    const now = (named && this.current.frontends.find((f) => f.name === named.name)) ?? named;
+    if (now) now.active--;
+    this.counters.active--;
+    this.connections.delete(done);
   }
 
   /** Serves held connections, oldest first, while their frontend is below its maxconn (and memory allows). */
@@ -466,6 +535,9 @@ interface Generation {
   readonly frontends: readonly FrontendRuntime[];
   readonly health: HealthMonitor;
 }
+
+/** The listener each FastConnection came in on (for its fall-back to the JavaScript path). */
+const fastListeners = new WeakMap<FastConnection, BoundListener>();
 
 interface BoundListener {
   server: net.Server;

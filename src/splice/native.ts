@@ -60,7 +60,11 @@ export interface NativeSplice {
 }
 
 interface Binding {
-  start(onBatch: (batch: number[]) => void): void;
+  start(onBatch: (batch: number[], peeked: Buffer[] | undefined) => void): void;
+  /** A socket JS accepted waits in the thread for its first bytes (told unread, END_PEEKED); fd stays JS's. */
+  front(fd: number, id: number, peekMax: number): object;
+  /** Connects a front conn and splices it once connected (as a connect with fdA). */
+  frontConnect(handle: object, host: string, port: number, preA: Buffer | null, idleMs: number): void;
   adopt(fdA: number, fdB: number, preA: Buffer | null, preB: Buffer | null, flags: number, idleMs: number, id: number): object;
   /** [fd, handle]: a non-blocking connect to a numeric address; its end comes in a batch (END connected / connect-failed) */
   connect(host: string, port: number, id: number): [number, object];
@@ -134,6 +138,7 @@ const END = ['done', 'a-error', 'b-error', 'a-timeout', 'b-timeout', 'aborted'] 
 /** End codes of a native connect (after END's), see connect_done in splice.c. */
 const END_ABORTED = 5;
 const END_CONNECTED = 6;
+const END_PEEKED = 8;
 const F_A_EOF = 1;
 const F_B_EOF = 2;
 const F_A_WR_SHUT = 4;
@@ -145,7 +150,7 @@ const TIMER_MAX = 2 ** 31 - 1;
 /** Fields per connection in a batch of completions, see call_js in splice.c. */
 const BATCH_FIELDS = 10;
 
-const live = new Map<number, Adoption>();
+const live = new Map<number, Adoption | FrontJob>();
 const connecting = new Map<number, PendingConnect>();
 let nextId = 1;
 let startError: string | null | undefined;
@@ -168,8 +173,11 @@ export function startNativeSplice(): string | null {
 }
 
 /** One call per batch of completions from the native thread: [id, end, first, aToB, bToA, errno, preLeftA, preLeftB, readA, readB]*. */
-function onBatch(batch: number[]): void {
+function onBatch(batch: number[], peeked: Buffer[] | undefined): void {
   const done: Array<[Adoption, NativeSpliceResult]> = [];
+  // front() jobs, each notice in the order told
+  const fronts: Array<() => void> = [];
+  let nextPeeked = 0;
   const connected: Array<[PendingConnect, number, number]> = [];
   // connectThenSplice jobs: connected (now spliced), or failed with this errno
   const spliced: Adoption[] = [];
@@ -186,6 +194,33 @@ function onBatch(batch: number[]): void {
     }
     const job = live.get(batch[i]!);
     if (!job) continue;
+    if (job instanceof FrontJob) {
+      const end = batch[i + 1]!;
+      if (end === END_PEEKED) {
+        const bytes = peeked![nextPeeked++]!;
+        const eof = batch[i + 2] === 1;
+        const errno = batch[i + 5]!;
+        fronts.push(() => job.peeked(bytes, eof, errno));
+        continue;
+      }
+      if (end === END_CONNECTED) {
+        job.state = 'native';
+        fronts.push(() => job.connected());
+        continue;
+      }
+      live.delete(batch[i]!);
+      job.handle = null;
+      if (job.state === 'native') {
+        const result = job.result(batch, i);
+        fronts.push(() => job.finish(result));
+      } else if (job.state === 'connecting') {
+        const errno = end === END_ABORTED ? 125 /* ECANCELED */ : batch[i + 5]! || 5; /* EIO */
+        fronts.push(() => job.connectFailed(errno));
+      } else {
+        job.state = 'done'; // taken back while peeking
+      }
+      continue;
+    }
     if (job.connecting) {
       // Its connect ended: told in order, so the splice's own end (maybe later in this batch) finds it spliced.
       if (batch[i + 1] === END_CONNECTED) {
@@ -220,6 +255,7 @@ function onBatch(batch: number[]): void {
   for (const job of spliced) job.connected();
   for (const [job, end, errno] of failed) job.connectFailed(end === END_ABORTED ? 125 /* ECANCELED */ : errno || 5 /* EIO */);
   for (const [job, result] of done) job.finish(result);
+  for (const notice of fronts) notice();
 }
 
 /** An error as Node's own connect gives it (`connect ECONNREFUSED 127.0.0.1:80`, code, errno, syscall). */
@@ -744,4 +780,126 @@ export function nativeConnect(host: string, port: number, done: NativeConnectDon
   const pending = new PendingConnect(fd, handle, host, port, done);
   connecting.set(id, pending);
   return pending;
+}
+
+/** Who hears how a front() connection goes: its first bytes, then as a connectThenSplice. */
+export interface FrontOwner extends ConnectSpliceOwner {
+  /** The first bytes the client sent (still unread: the socket's), EOF with none, or errno; told once. */
+  frontPeeked(bytes: Buffer, eof: boolean, errno: number): void;
+}
+
+/**
+ * A socket JS accepted (its raw handle, no net.Socket made for it) whose
+ * first bytes the native thread peeks at: JS sniffs and routes them, then
+ * has the thread connect and splice (connect), or takes the socket back
+ * (release) and reads the very same bytes itself.
+ */
+export class FrontJob implements NativeSplice {
+  state: 'peeking' | 'connecting' | 'native' | 'done' = 'peeking';
+  private replayLength = 0;
+  private final: NativeSpliceBytes | null = null;
+
+  constructor(
+    readonly id: number,
+    public handle: object | null,
+    private readonly owner: FrontOwner,
+  ) {}
+
+  /** Connects to host:port (numeric) and splices, `replay` (a PROXY header) first. Throws as nativeConnect does when it fails at once. */
+  connect(host: string, port: number, replay: Buffer | null, idleMs: number): void {
+    try {
+      binding!.frontConnect(this.handle!, host, port, replay, Math.min(Math.ceil(idleMs), 0xffffffff));
+    } catch (err) {
+      const errno = (err as { errno?: number }).errno;
+      if (typeof errno === 'number' && errno > 0) throw connectError(errno, host, port);
+      throw err;
+    }
+    this.replayLength = replay?.length ?? 0;
+    this.state = 'connecting';
+  }
+
+  cancelConnect(): void {
+    if (this.state === 'connecting' && this.handle) binding!.abort(this.handle, true);
+  }
+
+  /** The socket is JS's again (the thread forgets it); nothing is told. */
+  release(): void {
+    if (this.state !== 'peeking') return;
+    this.state = 'done';
+    if (this.handle) binding!.abort(this.handle);
+  }
+
+  abort(): void {
+    if (this.handle) binding!.abort(this.handle);
+  }
+
+  counters(): NativeSpliceCounters {
+    if (this.handle === null || this.state !== 'native') return { ...(this.final ?? NOTHING), heldUserland: 0, heldInPipes: 0 };
+    const [readA, readB, aToB, bToA, unsentAToB, unsentBToA, inPipeAToB, inPipeBToA] = binding!.counters(this.handle) as [
+      number, number, number, number, number, number, number, number,
+    ];
+    return { fromA: readA, fromB: readB, toA: bToA, toB: aToB, heldUserland: unsentAToB + unsentBToA, heldInPipes: inPipeAToB + inPipeBToA };
+  }
+
+  peeked(bytes: Buffer, eof: boolean, errno: number): void {
+    if (this.state === 'peeking') this.owner.frontPeeked(bytes, eof, errno);
+  }
+
+  connected(): void {
+    this.owner.spliceConnected(this);
+  }
+
+  connectFailed(errno: number): void {
+    this.state = 'done';
+    this.owner.spliceConnectFailed(connectError(errno, '', 0));
+  }
+
+  result(batch: number[], i: number): NativeSpliceResult {
+    const aToB = batch[i + 3]!;
+    const bToA = batch[i + 4]!;
+    const first = batch[i + 2]!;
+    const end = END[batch[i + 1]!] ?? 'aborted';
+    this.final = { fromA: batch[i + 8]!, fromB: batch[i + 9]!, toA: bToA, toB: aToB };
+    const result: NativeSpliceResult = {
+      aToB,
+      bToA,
+      end,
+      firstEnd: first === 0 ? 'a' : first === 1 ? 'b' : null,
+      bufferedAToB: 0,
+      bufferedBToA: 0,
+      bytes: this.final,
+    };
+    if ((end === 'a-error' || end === 'b-error') && batch[i + 5]) result.error = errnoName(batch[i + 5]!);
+    return result;
+  }
+
+  finish(result: NativeSpliceResult): void {
+    this.state = 'done';
+    try {
+      this.owner.spliceDone(result);
+    } catch (err) {
+      process.nextTick(() => {
+        throw err;
+      });
+    }
+  }
+
+  /** Bytes of the replay (not the client's) in what went to the server. */
+  get replayed(): number {
+    return this.replayLength;
+  }
+}
+
+/**
+ * Hands a just-accepted socket's descriptor to the native thread, which
+ * tells its first bytes (at most peekMax) unread: see FrontJob. The
+ * descriptor stays the caller's, to close once the job has ended (or been
+ * released). Throws when the loop is unavailable.
+ */
+export function watchFront(fd: number, peekMax: number, owner: FrontOwner): FrontJob {
+  requireLoop();
+  const id = nextId++;
+  const job = new FrontJob(id, binding!.front(fd, id, peekMax), owner);
+  live.set(id, job);
+  return job;
 }

@@ -6,6 +6,7 @@ import { startMux } from '../helpers/mux.js';
 import { nativeSpliceUnavailable } from '../../src/splice/native.js';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { eventually } from '../helpers/eventually.js';
 
 /** argv: port, count. 20 at a time, each connection sends 5 pieces a tick apart, then FIN; prints [{ sent, got }] as JSON. */
 const PIECEWISE_CLIENTS = `
@@ -145,6 +146,36 @@ for (const mode of ['native', 'js'] as const) {
       t.ok(lines.every((l) => l.server === 's2' && l.bytesIn === results[0]!.sent.length), 'every one logged at s2 with all its bytes');
       t.ok(mux.logs.some((l) => l.msg === 'server connect failed' && l.server === 's1'), 'the refused first tries happened');
     });
+
+    if (mode === 'native') {
+      t.test('a client whose first bytes decide a tcp backend is carried without a socket (FastConnection); one that needs more falls back', async (t) => {
+        const echo = await echoServer();
+        t.teardown(() => echo.close());
+        const mux = await muxTo(t, [echo.address], {}, { rules: [{ if: { protocol: 'http' }, use: 'be' }], default: 'be' });
+        const kinds = (): string[] => [...mux.instance.openConnections()].map((c) => c.constructor.name);
+        const open = async (first: string): Promise<net.Socket> => {
+          const socket = net.connect(mux.port('fe'), '127.0.0.1');
+          await once(socket, 'connect');
+          socket.write(first);
+          await once(socket, 'data'); // echoed: routed and spliced
+          return socket;
+        };
+        const raw = await open('raw bytes');
+        t.same(kinds(), ['FastConnection'], 'raw bytes: decided by the first segment, carried natively');
+        // Half an HTTP request line: the http probe needs more, so the JavaScript path sniffs on (and the rule still routes it).
+        const partial = net.connect(mux.port('fe'), '127.0.0.1');
+        await once(partial, 'connect');
+        partial.write('GET /a');
+        await eventually('the JavaScript path took it', () => kinds().includes('ClientConnection'));
+        partial.write(' HTTP/1.1\r\nHost: x\r\n\r\n');
+        await once(partial, 'data');
+        t.same(kinds().sort(), ['ClientConnection', 'FastConnection'], 'the undecided one went the JavaScript way');
+        raw.end();
+        partial.end();
+        const lines = await mux.waitForConnections(2);
+        t.same(lines.map((l) => [l.protocol, l.backend, l.bytesIn]).sort(), [['http', 'be', 'GET /a HTTP/1.1\r\nHost: x\r\n\r\n'.length], ['other', 'be', 'raw bytes'.length]]);
+      });
+    }
 
     t.test('every server down: connect-error, and an HTTP client gets a 503', async (t) => {
       const down1 = await closedPort();

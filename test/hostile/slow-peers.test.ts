@@ -101,6 +101,14 @@ function sniffmuxHolds(mux: RunningMux): { userland: number; pipes: number } {
   let total = 0;
   let pipes = 0;
   for (const connection of mux.instance.openConnections()) {
+    // A FastConnection has no socket: the native thread holds what it holds (peeked bytes stay in the kernel).
+    const fast = (connection as unknown as { job?: NativeSplice }).job;
+    if (fast) {
+      const native = fast.counters();
+      total += native.heldUserland;
+      pipes += native.heldInPipes;
+      continue;
+    }
     const c = connection as unknown as {
       socket: net.Socket;
       client: net.Socket;

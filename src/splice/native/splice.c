@@ -85,7 +85,7 @@
 #define LOAD(v) __atomic_load_n(&(v), __ATOMIC_RELAXED)
 #define STORE(v, x) __atomic_store_n(&(v), (x), __ATOMIC_RELAXED)
 
-enum { END_DONE = 0, END_A_ERROR, END_B_ERROR, END_A_TIMEOUT, END_B_TIMEOUT, END_ABORTED, END_CONNECTED, END_CONNECT_FAILED };
+enum { END_DONE = 0, END_A_ERROR, END_B_ERROR, END_A_TIMEOUT, END_B_TIMEOUT, END_ABORTED, END_CONNECTED, END_CONNECT_FAILED, END_PEEKED };
 
 /* flags passed by adopt() */
 enum { F_A_EOF = 1, F_B_EOF = 2, F_A_WR_SHUT = 4, F_B_WR_SHUT = 8, F_B_OWNED = 16 };
@@ -124,13 +124,25 @@ typedef struct conn {
      CONNECT_SPLICE (fd[0] is the client, spliced as soon as fd[1] connects): see js_connect */
   uint8_t connecting;
   uint8_t b_owned;         /* fd[1] was made here (connect), not a dup of a descriptor JS holds */
+  /* front(): fd[0] is the descriptor of a socket JS accepted and still holds (never closed here); while
+     peeking (PEEK_WAITING) the thread waits for its first bytes and tells them, unread, to JS (PEEK_TOLD) */
+  uint8_t a_borrowed;
+  uint8_t peeking;
+  uint8_t connect_cmd;     /* front_connect() asked: next_fd / next_pre become fd[1] / d[0]'s pre-buffer (the thread applies it) */
+  int next_fd;
+  dir_t next_pre;
+  uint32_t peek_max, peek_len;
+  int peek_err;
+  uint8_t peek_eof;
+  char *peek;              /* the bytes told to JS (freed once delivered) */
   uint8_t notices;         /* under mu: NOTICE_* not yet delivered to JS (the conn is on the done list while non-zero) */
   uint32_t idle_after;     /* CONNECT_SPLICE: idle_ms once connected (no idle clock while connecting) */
 } conn_t;
 
 enum { CONNECT_ONLY = 1, CONNECT_SPLICE = 2 };
 /* what the done list tells JS about a conn: it connected and now splices; it ended */
-enum { NOTICE_CONNECTED = 1, NOTICE_END = 2 };
+enum { NOTICE_CONNECTED = 1, NOTICE_END = 2, NOTICE_PEEKED = 4 };
+enum { PEEK_WAITING = 1, PEEK_TOLD = 2 };
 /* abort_req: 0 none, ABORT_ANY / ABORT_IF_CONNECTING asked, ABORT_TAKEN seen by the thread */
 enum { ABORT_ANY = 1, ABORT_TAKEN = 2, ABORT_IF_CONNECTING = 3 };
 
@@ -254,11 +266,16 @@ static void start_idle_clock(state_t *s, conn_t *c) {
 static void close_conn(state_t *s, conn_t *c) {
   if (c->closed) return;
   c->closed = 1;
+  if (c->connect_cmd) { /* asked for, never applied */
+    c->connect_cmd = 0;
+    close(c->next_fd);
+    free(c->next_pre.pend);
+  }
   for (int i = 0; i < 2; i++) {
     if (c->fd[i] < 0) continue; /* a connect's missing side, or a connected fd JS took */
-    /* a descriptor nobody else holds leaves the epoll set as it closes; a dup must leave it first */
+    /* a descriptor nobody else holds leaves the epoll set as it closes; a dup (or JS's own) must leave it first */
     if (c->registered && !(i == 1 && c->b_owned)) epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd[i], NULL);
-    close(c->fd[i]);
+    if (!(i == 0 && c->a_borrowed)) close(c->fd[i]); /* JS closes its own socket once told the end */
     c->fd[i] = -1;
     pipe_release(s, &c->d[i]);
     drop_pending(&c->d[i]);
@@ -488,7 +505,7 @@ static void do_register(state_t *s, conn_t *c) {
   start_idle_clock(s, c);
   /* a CONNECT_SPLICE server side is watched for the splice from the start, so connecting costs no second epoll_ctl */
   uint32_t events = c->connecting == CONNECT_ONLY ? EPOLLOUT | EPOLLET : SPLICE_EVENTS;
-  for (int i = c->connecting ? 1 : 0; i < 2; i++) {
+  for (int i = c->connecting ? 1 : 0; i < (c->peeking ? 1 : 2); i++) {
     int e = watch(s, c, i, events);
     if (e) {
       fail(s, c, i, e);
@@ -496,7 +513,45 @@ static void do_register(state_t *s, conn_t *c) {
     }
   }
   /* pre-buffers and carried-over FINs may have work before any event */
-  if (!c->connecting) mark_ready(s, c);
+  if (!c->connecting && !c->peeking) mark_ready(s, c);
+}
+
+/* A front conn's first bytes, read without taking them (MSG_PEEK), for JS to sniff: told once. */
+static void front_peek(state_t *s, conn_t *c, uint32_t events) {
+  c->peek = malloc(c->peek_max ? c->peek_max : 1);
+  if (!c->peek) return; /* told at the next event */
+  ssize_t n;
+  do n = recv(c->fd[0], c->peek, c->peek_max, MSG_PEEK | MSG_DONTWAIT); while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    free(c->peek);
+    c->peek = NULL;
+    return;
+  }
+  if (n < 0) c->peek_err = errno;
+  c->peek_len = n > 0 ? (uint32_t)n : 0;
+  c->peek_eof = n == 0 || (events & (EPOLLRDHUP | EPOLLHUP)) != 0;
+  c->peeking = PEEK_TOLD;
+  notify(s, c, NOTICE_PEEKED);
+}
+
+/* front_connect() of a front conn whose bytes JS has sniffed: its server side, connecting, joins the epoll set. */
+static void apply_connect(state_t *s, conn_t *c) {
+  c->connect_cmd = 0;
+  c->fd[1] = c->next_fd;
+  c->b_owned = 1;
+  c->d[0].pend = c->next_pre.pend;
+  c->d[0].pend_len = c->next_pre.pend_len;
+  c->d[0].unsent = c->next_pre.unsent;
+  c->pre_left[0] = c->next_pre.pend_len;
+  c->next_pre.pend = NULL;
+  c->peeking = 0;
+  c->connecting = CONNECT_SPLICE;
+  int e = watch(s, c, 1, SPLICE_EVENTS);
+  if (e) {
+    c->end = END_CONNECT_FAILED;
+    c->err = e;
+    close_conn(s, c);
+  }
 }
 
 /*
@@ -519,7 +574,13 @@ static void connect_done(state_t *s, conn_t *c, uint32_t events) {
       return;
     }
     c->connecting = 0;
-    int e = watch(s, c, 0, SPLICE_EVENTS);
+    int e = 0;
+    if (c->a_borrowed) {
+      /* watched since it was peeked: its edges are gone, so look at both ways once */
+      c->rd[0] = c->wr[0] = 1;
+    } else {
+      e = watch(s, c, 0, SPLICE_EVENTS);
+    }
     if (e) {
       /* JS hears of the connect first (it adopts the conn), then of the failure */
       notify(s, c, NOTICE_CONNECTED);
@@ -567,9 +628,9 @@ static void drain_commands(state_t *s) {
         close_conn(s, c);
       }
       conn_unref(c); /* the reference taken by abort() */
-    } else if (!c->registered && !c->closed) {
-      do_register(s, c);
     }
+    if (!c->closed && !c->registered && !abort_now) do_register(s, c);
+    else if (!c->closed && c->connect_cmd) apply_connect(s, c);
     c = nx;
   }
 }
@@ -644,8 +705,12 @@ static void *thread_main(void *arg) {
       int side = (int)(p & 1);
       if (c->closed) continue;
       uint32_t e = evs[i].events;
+      if (c->peeking) {
+        if (c->peeking == PEEK_WAITING) front_peek(s, c, e);
+        continue;
+      }
       if (c->connecting) {
-        connect_done(s, c, e);
+        if (side == 1) connect_done(s, c, e); /* a front conn's client side waits (rd/wr are set when connected) */
         continue;
       }
       if (e & EPOLLERR) {
@@ -724,11 +789,23 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   if (!n) return;
   /* [id, end, first, aToB, bToA, errno, preLeftA, preLeftB, readA, readB] per notice: END_CONNECTED and zeros for a
      CONNECT_SPLICE that connected (told before its end, which may follow in the same batch) */
-  napi_value arr = NULL;
+  napi_value arr = NULL, peeked = NULL;
   napi_create_array(env, &arr);
-  uint32_t i = 0, k = 0;
+  uint32_t i = 0, k = 0, np = 0;
   for (size_t q = 0; q < n; q++) {
     conn_t *c = conns[q];
+    if (notices[q] & NOTICE_PEEKED) {
+      /* the bytes go in the second argument, one Buffer per END_PEEKED, in order */
+      const double told[BATCH_FIELDS] = {c->id, END_PEEKED, c->peek_eof, c->peek_len, 0, c->peek_err, 0, 0, 0, 0};
+      napi_value buf = NULL;
+      if (!peeked) napi_create_array(env, &peeked);
+      if (peeked && napi_create_buffer_copy(env, c->peek_len, c->peek_len ? c->peek : "", NULL, &buf) == napi_ok) {
+        napi_set_element(env, peeked, np++, buf);
+        push_fields(env, arr, &i, told);
+      }
+      free(c->peek);
+      c->peek = NULL;
+    }
     if (notices[q] & NOTICE_CONNECTED) {
       const double connected[BATCH_FIELDS] = {c->id, END_CONNECTED, -1, 0, 0, 0, 0, 0, 0, 0};
       push_fields(env, arr, &i, connected);
@@ -743,7 +820,8 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   if (s->live == 0) napi_unref_threadsafe_function(env, s->tsfn);
   napi_value undef;
   napi_get_undefined(env, &undef);
-  if (arr) napi_call_function(env, undef, js_cb, 1, &arr, NULL);
+  napi_value args[2] = {arr, peeked ? peeked : undef};
+  if (arr) napi_call_function(env, undef, js_cb, 2, args, NULL);
   /* JS's references go only now (those of ended conns): the callback may have called abort() on any of them */
   for (size_t q = 0; q < n; q++)
     if (notices[q] & NOTICE_END) conn_unref(conns[q]);
@@ -753,7 +831,7 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
 
 static void free_unregistered(conn_t *c) {
   for (int i = 0; i < 2; i++) {
-    if (c->fd[i] >= 0) close(c->fd[i]);
+    if (c->fd[i] >= 0 && !(i == 0 && c->a_borrowed)) close(c->fd[i]);
     free(c->d[i].pend);
   }
   free(c);
@@ -802,8 +880,11 @@ static void cleanup(void *arg) {
     }
     for (c = s->all; c;) { /* live */
       conn_t *nx = c->next;
+      if (c->connect_cmd) close(c->next_fd);
+      free(c->next_pre.pend);
+      free(c->peek);
       for (int i = 0; i < 2; i++) {
-        close(c->fd[i]);
+        if (!(i == 0 && c->a_borrowed)) close(c->fd[i]);
         if (c->d[i].pr >= 0) {
           close(c->d[i].pr);
           close(c->d[i].pw);
@@ -954,6 +1035,19 @@ static void enqueue_new(napi_env env, state_t *s, conn_t *c) {
   wake(s);
 }
 
+/* A conn with no descriptors and no pipes yet, not ended, referenced by the thread and by JS; NULL when out of memory. */
+static conn_t *new_conn(double id) {
+  conn_t *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->fd[0] = c->fd[1] = -1;
+  for (int i = 0; i < 2; i++) c->d[i].pr = c->d[i].pw = -1;
+  c->id = id;
+  c->end = -1;
+  c->first = -1;
+  c->refs = 2; /* thread + JS */
+  return c;
+}
+
 /* adopt(fdA, fdB, preA, preB, flags, idleMs, id) -> external */
 static napi_value js_adopt(napi_env env, napi_callback_info info) {
   state_t *s = started_state(env);
@@ -970,10 +1064,8 @@ static napi_value js_adopt(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "adopt(fdA, fdB, preA, preB, flags, idleMs, id)");
     return NULL;
   }
-  conn_t *c = calloc(1, sizeof *c);
+  conn_t *c = new_conn(id);
   if (!c) return throw_errno(env, "calloc", ENOMEM);
-  c->fd[0] = c->fd[1] = -1;
-  for (int i = 0; i < 2; i++) c->d[i].pr = c->d[i].pw = -1;
   if (copy_pre(env, argv[2], &c->d[0]) < 0 || copy_pre(env, argv[3], &c->d[1]) < 0) {
     free(c->d[0].pend);
     free(c->d[1].pend);
@@ -998,19 +1090,15 @@ static napi_value js_adopt(napi_env env, napi_callback_info info) {
     int fl = fcntl(c->fd[i], F_GETFL);
     if (fl >= 0 && !(fl & O_NONBLOCK)) fcntl(c->fd[i], F_SETFL, fl | O_NONBLOCK);
   }
-  c->id = id;
   c->idle_ms = idle;
   c->pre_left[0] = c->d[0].pend_len;
   c->pre_left[1] = c->d[1].pend_len;
-  c->end = -1;
-  c->first = -1;
   if (flags & F_A_EOF) { c->d[0].src_eof = 1; c->first = 0; }
   if (flags & F_B_EOF) { c->d[1].src_eof = 1; if (c->first < 0) c->first = 1; }
   if (flags & F_A_WR_SHUT) c->d[1].dst_shut = 1;
   if (flags & F_B_WR_SHUT) c->d[0].dst_shut = 1;
   /* rd/wr stay 0: EPOLL_CTL_ADD reports what is ready already (edge-triggered
      included), so an idle socket never costs a pipe acquire/release */
-  c->refs = 2;             /* thread + JS */
   napi_value ext;
   if (napi_create_external(env, c, NULL, NULL, &ext) != napi_ok) {
     close(c->fd[0]);
@@ -1023,6 +1111,43 @@ static napi_value js_adopt(napi_env env, napi_callback_info info) {
   }
   enqueue_new(env, s, c);
   return ext;
+}
+
+/*
+ * A non-blocking TCP connect to a numeric IPv4/IPv6 address, TCP_NODELAY as
+ * the JavaScript connect: 0 with *fd set (connected or in progress), else
+ * errno with *fd -1, or -2 when host is not a numeric address (EINVAL).
+ */
+static int open_connect(const char *host, uint32_t port, int *fd) {
+  struct sockaddr_storage sa;
+  socklen_t salen;
+  memset(&sa, 0, sizeof sa);
+  struct sockaddr_in *v4 = (struct sockaddr_in *)&sa;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&sa;
+  *fd = -1;
+  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)port);
+    salen = sizeof *v4;
+  } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((uint16_t)port);
+    salen = sizeof *v6;
+  } else {
+    *fd = -2;
+    return EINVAL;
+  }
+  int s = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (s < 0) return errno;
+  int one = 1;
+  setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (connect(s, (struct sockaddr *)&sa, salen) < 0 && errno != EINPROGRESS) {
+    int e = errno;
+    close(s);
+    return e;
+  }
+  *fd = s;
+  return 0;
 }
 
 /*
@@ -1067,51 +1192,26 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "connect(host, port, id, fdA, preA, flags, idleMs)");
     return NULL;
   }
-  struct sockaddr_storage sa;
-  socklen_t salen;
-  memset(&sa, 0, sizeof sa);
-  struct sockaddr_in *v4 = (struct sockaddr_in *)&sa;
-  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&sa;
-  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons((uint16_t)port);
-    salen = sizeof *v4;
-  } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons((uint16_t)port);
-    salen = sizeof *v6;
-  } else {
-    return throw_errno(env, "connect: not a numeric address", EINVAL);
-  }
   int dupA = fa < 0 ? -1 : fcntl(fa, F_DUPFD_CLOEXEC, 0);
   if (fa >= 0 && dupA < 0) {
     int e = errno;
     free(pre.pend);
     return throw_errno(env, "dup", e);
   }
-  int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int e = fd < 0 ? errno : 0;
-  if (fd >= 0) {
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr *)&sa, salen) < 0 && errno != EINPROGRESS) e = errno;
-  }
-  conn_t *c = e ? NULL : calloc(1, sizeof *c);
+  int fd = -1;
+  int e = open_connect(host, port, &fd);
+  conn_t *c = e ? NULL : new_conn(id);
   if (!c) {
     if (!e) e = ENOMEM;
     if (fd >= 0) close(fd);
     if (dupA >= 0) close(dupA);
     free(pre.pend);
-    return throw_errno(env, fd < 0 ? "socket" : "connect", e);
+    return throw_errno(env, fd == -2 ? "connect: not a numeric address" : fd < 0 ? "socket" : "connect", e);
   }
-  for (int i = 0; i < 2; i++) c->d[i].pr = c->d[i].pw = -1;
   c->fd[0] = dupA;
   c->fd[1] = fd;
   c->b_owned = 1;
   c->connecting = dupA < 0 ? CONNECT_ONLY : CONNECT_SPLICE;
-  c->id = id;
-  c->end = -1;
-  c->first = -1;
   if (dupA >= 0) {
     c->d[0] = pre;
     c->d[0].pr = c->d[0].pw = -1;
@@ -1120,7 +1220,6 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
     if (flags & F_A_EOF) { c->d[0].src_eof = 1; c->first = 0; }
     if (flags & F_A_WR_SHUT) c->d[1].dst_shut = 1;
   }
-  c->refs = 2; /* thread + JS */
   napi_value ext, arr, v;
   if (napi_create_external(env, c, NULL, NULL, &ext) != napi_ok || napi_create_array_with_length(env, 2, &arr) != napi_ok ||
       napi_create_int32(env, fd, &v) != napi_ok || napi_set_element(env, arr, 0, v) != napi_ok ||
@@ -1147,6 +1246,93 @@ static conn_t *conn_arg(napi_env env, napi_callback_info info, const char *usage
     return NULL;
   }
   return c;
+}
+
+/*
+ * front(fd, id, peekMax) -> external: a socket JS has just accepted (fd stays
+ * JS's: never read, written or closed here until JS connects it) waits in the
+ * thread for its first bytes, which are told to JS unread (END_PEEKED with
+ * eof and length; the bytes in the batch's second argument), at most peekMax.
+ * Then JS either connects it (front_connect) or takes it back (abort: the
+ * thread forgets the descriptor, END_ABORTED). Ended, it is JS's to close.
+ */
+static napi_value js_front(napi_env env, napi_callback_info info) {
+  state_t *s = started_state(env);
+  if (!s) return NULL;
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int fd;
+  double id;
+  uint32_t peek_max;
+  if (argc < 3 || !get_fd(env, argv[0], &fd) || napi_get_value_double(env, argv[1], &id) != napi_ok ||
+      napi_get_value_uint32(env, argv[2], &peek_max) != napi_ok || peek_max == 0) {
+    napi_throw_type_error(env, NULL, "front(fd, id, peekMax)");
+    return NULL;
+  }
+  conn_t *c = new_conn(id);
+  if (!c) return throw_errno(env, "calloc", ENOMEM);
+  c->fd[0] = fd;
+  c->a_borrowed = 1;
+  c->peeking = PEEK_WAITING;
+  c->peek_max = peek_max;
+  napi_value ext;
+  if (napi_create_external(env, c, NULL, NULL, &ext) != napi_ok) {
+    free(c);
+    napi_throw_error(env, NULL, "napi_create_external failed");
+    return NULL;
+  }
+  enqueue_new(env, s, c);
+  return ext;
+}
+
+/*
+ * front_connect(external, host, port, preA, idleMs): connects (numeric host,
+ * as connect()) and splices the front conn with it as soon as it is
+ * established, preA first (a PROXY header), then the client's bytes, which
+ * are still unread. Told as a CONNECT_SPLICE is. Throws with errno when the
+ * connect fails at once (the conn still waits: abort it or connect again).
+ */
+static napi_value js_front_connect(napi_env env, napi_callback_info info) {
+  state_t *s = started_state(env);
+  if (!s) return NULL;
+  size_t argc = 5;
+  napi_value argv[5];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  conn_t *c = NULL;
+  char host[64];
+  size_t hlen = 0;
+  uint32_t port, idle;
+  dir_t pre;
+  memset(&pre, 0, sizeof pre);
+  if (argc < 5 || napi_get_value_external(env, argv[0], (void **)&c) != napi_ok || !c || !c->a_borrowed ||
+      napi_get_value_string_utf8(env, argv[1], host, sizeof host, &hlen) != napi_ok ||
+      napi_get_value_uint32(env, argv[2], &port) != napi_ok || port == 0 || port > 65535 ||
+      napi_get_value_uint32(env, argv[4], &idle) != napi_ok || copy_pre(env, argv[3], &pre) < 0) {
+    free(pre.pend);
+    napi_throw_type_error(env, NULL, "front_connect(handle, host, port, preA, idleMs)");
+    return NULL;
+  }
+  int fd = -1;
+  int e = open_connect(host, port, &fd);
+  if (e) {
+    free(pre.pend);
+    return throw_errno(env, fd == -2 ? "connect: not a numeric address" : "connect", e);
+  }
+  pthread_mutex_lock(&s->mu);
+  c->next_fd = fd;
+  c->next_pre = pre;
+  c->idle_after = idle;
+  c->connect_cmd = 1;
+  if (!c->queued) {
+    c->queued = 1;
+    c->q_next = NULL;
+    if (s->q_tail) s->q_tail->q_next = c; else s->q_head = c;
+    s->q_tail = c;
+  }
+  pthread_mutex_unlock(&s->mu);
+  wake(s);
+  return NULL;
 }
 
 /* abort(external): JS guarantees it is not called after the completion was delivered. */
@@ -1238,6 +1424,10 @@ static napi_value init(napi_env env, napi_value exports) {
   CHECK(napi_set_named_property(env, exports, "adopt", fn));
   CHECK(napi_create_function(env, "connect", NAPI_AUTO_LENGTH, js_connect, NULL, &fn));
   CHECK(napi_set_named_property(env, exports, "connect", fn));
+  CHECK(napi_create_function(env, "front", NAPI_AUTO_LENGTH, js_front, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "front", fn));
+  CHECK(napi_create_function(env, "frontConnect", NAPI_AUTO_LENGTH, js_front_connect, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "frontConnect", fn));
   CHECK(napi_create_function(env, "abort", NAPI_AUTO_LENGTH, js_abort, NULL, &fn));
   CHECK(napi_set_named_property(env, exports, "abort", fn));
   CHECK(napi_create_function(env, "counters", NAPI_AUTO_LENGTH, js_counters, NULL, &fn));
