@@ -64,7 +64,7 @@ ensurePeersInstalled(log);
 
 const notes: string[] = [
   'All processes run on the same 2-core machine: the load generator (one Node process), the bench backend (one Node process) and the proxy share the cores, so ratios to direct understate what a proxy on its own cores would reach, and the direct figures are bounded by the Node load generator and backend.',
-  'Each proxy runs as one process with one thread (HAProxy nbthread 1, nginx one worker without master, sslh-select, sniffmux workers: 1, whose native splice(2) loop runs on a second thread of that process once a connection is routed), logging off, started fresh for each measurement and warmed up with the same load (unmeasured) before it.',
+  'Each proxy runs as one process with one thread (HAProxy nbthread 1, nginx one worker without master, sslh-select, sniffmux workers: 1, whose native splice(2) loop runs on a second thread of that process: it peeks at the first bytes of a new connection for the JavaScript thread to route, then connects and splices), except "sniffmux 2 workers" (workers: 2, workerBalance: kernel), logging off, started fresh for each measurement and warmed up with the same load (unmeasured) before it.',
 ];
 
 /** sniffmux from dist/ (plain node, as `sniffmux run` would), whatever loader runs this script. */
@@ -123,7 +123,8 @@ if (httpNote) notes.push(`sniffmux http mode: skipped — ${httpNote}.`);
 else all.push(sniffmux('sniffmux-http', 'sniffmux http mode', { mode: 'http', http: { forwardedFor: true } }));
 const workersNote = await workersAvailable();
 if (workersNote) notes.push(`sniffmux 2 workers: skipped — ${workersNote}.`);
-else all.push(sniffmux('sniffmux-2w', 'sniffmux 2 workers', { workers: 2 }));
+// The kernel hands connections to the workers (workerBalance: kernel): with the primary doing it, every new connection crosses over IPC.
+else all.push(sniffmux('sniffmux-2w', 'sniffmux 2 workers', { workers: 2, workerBalance: 'kernel' }));
 all.push(haproxy(), nginx(), sslh(), naiveNode());
 for (const n of notes.slice(2)) log(`note: ${n}`);
 

@@ -45,6 +45,8 @@ export const direct: Target = {
 export interface SniffmuxVariant {
   readonly mode?: 'tcp' | 'http';
   readonly workers?: number;
+  /** global.workerBalance (with workers > 1): the primary hands connections out, or the kernel does. */
+  readonly workerBalance?: 'primary' | 'kernel';
   /** global.splice: the native splice(2) loop or the JavaScript streams (default auto: native when built). */
   readonly splice?: 'auto' | 'native' | 'js';
   /** Extra keys for the http-mode backends (e.g. `{ forwardedFor: true }`). */
@@ -61,7 +63,13 @@ export function sniffmuxBenchConfig(port: number, backendPort: number, variant: 
   const mode = variant.mode ?? 'tcp';
   const http = variant.http ? { http: variant.http } : {};
   return {
-    global: { maxconn: 200000, workers: variant.workers ?? 1, grace: '1s', splice: variant.splice ?? 'auto' },
+    global: {
+      maxconn: 200000,
+      workers: variant.workers ?? 1,
+      ...(variant.workerBalance ? { workerBalance: variant.workerBalance } : {}),
+      grace: '1s',
+      splice: variant.splice ?? 'auto',
+    },
     log: { level: 'silent' },
     flashPolicy: { allow: POLICY_ALLOW },
     frontends: [

@@ -150,7 +150,7 @@ export function normalize(doc: RawDocument, opts: NormalizeOptions): Config {
   const workers = doc.global.workers === 'auto' ? availableParallelism() : doc.global.workers;
   return {
     source: opts.source,
-    global: { maxconn: doc.global.maxconn, workers, grace: ms(doc.global.grace), splice: doc.global.splice, sniffBudget: { ...doc.global.sniffBudget } },
+    global: { maxconn: doc.global.maxconn, workers, workerBalance: doc.global.workerBalance, grace: ms(doc.global.grace), splice: doc.global.splice, sniffBudget: { ...doc.global.sniffBudget } },
     log: { level: doc.log.level },
     admin: doc.admin ? admin(doc.admin) : null,
     flashPolicy: opts.flashPolicy,

@@ -400,6 +400,8 @@ export const configSchema = {
           default: 1,
           'x-messages': { type: 'must be a number of processes or "auto"' },
         },
+        // Who spreads new connections over the workers: the cluster primary, in turn (even), or the kernel (cheaper per connection).
+        workerBalance: { type: 'string', enum: ['primary', 'kernel'], default: 'primary' },
         grace: duration('10s'),
         // How routed tcp-mode connections are spliced: the native splice(2) loop when built (auto), required, or JavaScript streams.
         splice: { type: 'string', enum: ['auto', 'native', 'js'], default: 'auto' },
@@ -442,6 +444,7 @@ export interface RawDocument {
   global: {
     maxconn: number;
     workers: number | 'auto';
+    workerBalance: 'primary' | 'kernel';
     grace: RawDuration;
     splice: 'auto' | 'native' | 'js';
     sniffBudget: { total: number; perSource: number };

@@ -31,6 +31,14 @@ export interface GlobalSettings {
   /** Client connections of the whole process; 0 = unlimited. */
   readonly maxconn: number;
   readonly workers: number;
+  /**
+   * With workers > 1, who hands each new connection to a worker: the cluster
+   * primary, to the next in turn ('primary', Node's round-robin: even, but
+   * every connection crosses from the primary to a worker over IPC), or the
+   * kernel, to whichever worker accepts first ('kernel': no hand-over, and
+   * about half the CPU per new connection; uneven when they are few).
+   */
+  readonly workerBalance: 'primary' | 'kernel';
   /** Drain time on SIGTERM/SIGINT, ms. */
   readonly grace: number;
   /**

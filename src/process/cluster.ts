@@ -53,9 +53,9 @@ interface Pending {
 /**
  * `global.workers` > 1: this process becomes a node:cluster primary that
  * forks N workers, each running the Instance. The workers share the listening
- * sockets (node:cluster: the primary holds each listening socket and hands
- * accepted connections to workers round-robin, the default on every platform
- * but Windows; NODE_CLUSTER_SCHED_POLICY=none lets the kernel pick instead).
+ * sockets (node:cluster). With global.workerBalance `primary` (the default)
+ * the primary accepts every connection and hands it to the next worker in
+ * turn; with `kernel` every worker accepts from the shared socket itself.
  * The primary handles no connection itself. It:
  *
  * - checks the config before forking, so a bad config is one line and exit 1
@@ -105,6 +105,8 @@ export class ClusterPrimary implements AdminView {
    * SniffmuxError (the first worker's, if workers failed).
    */
   async start(): Promise<void> {
+    // Fixed by the first setupPrimary: a reload cannot change it.
+    cluster.schedulingPolicy = this.config.global.workerBalance === 'kernel' ? cluster.SCHED_NONE : cluster.SCHED_RR;
     // Workers run this same command line (process.argv) and know they are workers by WORKER_ENV.
     cluster.setupPrimary({ serialization: 'advanced' });
     cluster.on('message', (worker, message) => this.onMessage(worker, message));

@@ -40,7 +40,7 @@ t.test('invalid configs fail with the expected lines', async (t) => {
 t.test('the seed config normalises as documented', async (t) => {
   const config = loadConfigFile(join(root, 'seed.yaml'));
   t.equal(config.source, join(root, 'seed.yaml'));
-  t.same(config.global, { maxconn: 200000, workers: 1, grace: 10000, splice: 'auto', sniffBudget: { total: 10000, perSource: 1000 } });
+  t.same(config.global, { maxconn: 200000, workers: 1, workerBalance: 'primary', grace: 10000, splice: 'auto', sniffBudget: { total: 10000, perSource: 1000 } });
   const app = config.frontends[0]!;
   t.same(app.inspect, { delay: 500, maxBytes: 16384 });
   t.same(app.timeouts, { client: 86_400_000, tunnel: 86_400_000, handshake: 10_000, httpRequest: 10_000 });

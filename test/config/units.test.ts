@@ -107,7 +107,7 @@ t.test('problem paths', async (t) => {
 
 t.test('defaults are filled in from the schema', async (t) => {
   const config = parseConfig(MINIMAL, opts);
-  t.same(config.global, { maxconn: 0, workers: 1, grace: 10_000, splice: 'auto', sniffBudget: { total: 10_000, perSource: 1000 } });
+  t.same(config.global, { maxconn: 0, workers: 1, workerBalance: 'primary', grace: 10_000, splice: 'auto', sniffBudget: { total: 10_000, perSource: 1000 } });
   t.same(config.log, { level: 'info' });
   const f = config.frontends[0]!;
   t.same(
@@ -128,6 +128,11 @@ t.test('workers: auto is the CPU count', async (t) => {
   const config = parseConfig({ ...MINIMAL, global: { workers: 'auto' } }, opts);
   t.ok(Number.isInteger(config.global.workers) && config.global.workers >= 1);
   t.same(problemsOf({ ...MINIMAL, global: { workers: 'many' } }), ['global.workers: must be a number of processes or "auto"']);
+});
+
+t.test('workerBalance: primary (the default) or kernel', async (t) => {
+  t.equal(parseConfig({ ...MINIMAL, global: { workers: 2, workerBalance: 'kernel' } }, opts).global.workerBalance, 'kernel');
+  t.match(problemsOf({ ...MINIMAL, global: { workerBalance: 'random' } }), [/^global\.workerBalance: .*primary.*kernel/]);
 });
 
 t.test('listen port 0 (any free port): allowed unless listenPortZero is false', async (t) => {

@@ -39,12 +39,12 @@ function writeConfig(text: string): string {
   return file;
 }
 
-function yaml(opts: { port: number; adminPort: number; workers?: number; backends: Record<string, TestServer>; use: string; grace?: string }): string {
+function yaml(opts: { port: number; adminPort: number; workers?: number; backends: Record<string, TestServer>; use: string; grace?: string; balance?: string }): string {
   const backends = Object.entries(opts.backends)
     .map(([name, server]) => `  - name: ${name}\n    servers: [{ name: ${name}1, address: ${server.address} }]\n`)
     .join('');
   return (
-    `global: { workers: ${opts.workers ?? 2}, grace: ${opts.grace ?? '5s'} }\n` +
+    `global: { workers: ${opts.workers ?? 2}, grace: ${opts.grace ?? '5s'}${opts.balance ? `, workerBalance: ${opts.balance}` : ''} }\n` +
     `admin: { listen: 127.0.0.1:${opts.adminPort} }\n` +
     `frontends:\n  - name: app\n    listen: [127.0.0.1:${opts.port}]\n    inspect: { delay: 50ms }\n    default: ${opts.use}\n` +
     `backends:\n${backends}`
@@ -119,6 +119,18 @@ function metricSum(text: string, prefix: string): number {
     .filter((l) => l.startsWith(prefix))
     .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
 }
+
+t.test('workerBalance: kernel: the workers accept from the shared port themselves, and serve every connection', async (t) => {
+  const a = await backend(t, 'A');
+  const c = await startCluster(t, (p) => yaml({ ...p, backends: { a }, use: 'a', balance: 'kernel' }));
+  const N = 24;
+  // In parallel, so that both workers are woken by the same arrivals (the kernel gives each to whichever accepts first).
+  const tags = await Promise.all(Array.from({ length: N }, (_, i) => tagOf(c.port, `ping ${i}`)));
+  t.ok(tags.every((tag) => tag === 'A'), 'every connection reached the backend');
+  await eventually(`${N} connection log lines`, () => c.connections().length === N);
+  const pids = new Set(c.connections().map((l) => l.pid as number));
+  t.ok([...pids].every((pid) => c.workers.includes(pid)), `served by workers only (${[...pids].join(', ')}), never the primary`);
+});
 
 t.test('restartDelay backs off 100 ms, 200 ms, 400 ms … up to 10 s', async (t) => {
   t.same([1, 2, 3, 4, 8, 20].map(restartDelay), [100, 200, 400, 800, 10_000, 10_000]);
