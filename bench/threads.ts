@@ -28,6 +28,8 @@ const TICK_US = 1e6 / 100; // USER_HZ
 
 interface ThreadUse {
   us: number;
+  /** of us: in the kernel (system calls, softirq work on the thread's behalf) */
+  sysUs: number;
   switches: number;
 }
 
@@ -41,7 +43,7 @@ function threads(pid: number): Map<string, ThreadUse> {
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
       const switches = [...status.matchAll(/ctxt_switches:\s+(\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
-      out.set(`${tid} ${name}`, { us: (Number(fields[11]) + Number(fields[12])) * TICK_US, switches });
+      out.set(`${tid} ${name}`, { us: (Number(fields[11]) + Number(fields[12])) * TICK_US, sysUs: Number(fields[12]) * TICK_US, switches });
     } catch {
       // the thread ended
     }
@@ -65,12 +67,17 @@ const rate = outcome.figures.rate ?? 0;
 const units = (rate * ctx.durationMs) / 1000;
 process.stdout.write(`${scenario!.name} (splice ${values.splice}): ${Math.round(rate)} per second; proxy CPU per unit of work by thread:\n`);
 let total = 0;
+let sys = 0;
 let switches = 0;
+const row = (us: number, sysUs: number, switched: number, name: string): string =>
+  `  ${(us / units).toFixed(1).padStart(8)} µs (${(sysUs / units).toFixed(1).padStart(6)} of it system) ${(switched / units).toFixed(2).padStart(6)} switches  ${name}\n`;
 for (const [name, use] of after) {
   const spent = use.us - (before.get(name)?.us ?? 0);
+  const spentSys = use.sysUs - (before.get(name)?.sysUs ?? 0);
   const switched = use.switches - (before.get(name)?.switches ?? 0);
   total += spent;
+  sys += spentSys;
   switches += switched;
-  if (spent > 0) process.stdout.write(`  ${(spent / units).toFixed(1).padStart(8)} µs ${(switched / units).toFixed(2).padStart(6)} switches  ${name}\n`);
+  if (spent > 0) process.stdout.write(row(spent, spentSys, switched, name));
 }
-process.stdout.write(`  ${(total / units).toFixed(1).padStart(8)} µs ${(switches / units).toFixed(2).padStart(6)} switches  all threads\n`);
+process.stdout.write(row(total, sys, switches, 'all threads'));
