@@ -82,8 +82,8 @@ export class ClientConnection implements RouteFacts {
   private backend: BackendPool | null = null;
   private serverState: ServerState | null = null;
   private readonly startedAt: number;
-  /** Set when a FastConnection handed the connection over: its start, and the servers it tried. */
-  private readonly fastStart: FastStart | undefined;
+  /** Set when a FastConnection handed the connection over: its start, and the servers it tried (used by the first connect only). */
+  private fastStart: FastStart | undefined;
   private sniffMs = 0;
   private connectStartedAt = 0;
   private connectMs = 0;
@@ -394,6 +394,7 @@ export class ClientConnection implements RouteFacts {
   private async connect(pool: BackendPool): Promise<void> {
     // A FastConnection may have tried (and failed) the first servers already.
     const prior = pool === this.fastStart?.backend ? this.fastStart : undefined;
+    this.fastStart = undefined;
     const tried = new Set<ServerState>(prior?.tried);
     const started = (this.connectStartedAt = performance.now());
     let failure: ConnectError | null = prior?.failure ?? null;

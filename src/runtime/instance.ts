@@ -30,16 +30,16 @@ export interface BoundAddress {
   readonly port: number;
 }
 
-/**
- * One running sniffmux: the frontends and backends of a config, their
- * listeners and every open connection. `start` binds, `stop` drains.
- */
 /** A connection the Instance holds open: a ClientConnection, or a FastConnection the native thread carries. */
 type Open = ClientConnection | FastConnection;
 
 /** The raw handle Node's accept made (TCPWrap), as the accept hook gets it. */
 type ClientHandle = AcceptedHandle & { getpeername(out: { address?: string; port?: number }): number; setNoDelay(on: boolean): number };
 
+/**
+ * One running sniffmux: the frontends and backends of a config, their
+ * listeners and every open connection. `start` binds, `stop` drains.
+ */
 export class Instance implements FastHost {
   /** Finished connections, added up for /status and /metrics. */
   readonly stats = new Stats();

@@ -706,7 +706,8 @@ static void *thread_main(void *arg) {
       if (c->closed) continue;
       uint32_t e = evs[i].events;
       if (c->peeking) {
-        if (c->peeking == PEEK_WAITING) front_peek(s, c, e);
+        /* the first event of a new socket is usually "writable" alone: nothing to peek at yet */
+        if (c->peeking == PEEK_WAITING && (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) front_peek(s, c, e);
         continue;
       }
       if (c->connecting) {
