@@ -15,6 +15,49 @@ export class ConnectError extends Error {
   }
 }
 
+/** The connect-timeout failure, as every connect path names it. */
+function timedOut(address: Address, timeoutMs: number): ConnectError {
+  return new ConnectError('connect-timeout', `connect to ${address.text} timed out after ${timeoutMs} ms`);
+}
+
+/** A connect-error failure: the address, then what the connect said (`connect ECONNREFUSED 127.0.0.1:80`). */
+export function connectFailedWith(address: Address, error: Error): ConnectError {
+  return new ConnectError('connect-error', `connect to ${address.text} failed: ${error.message}`);
+}
+
+/**
+ * The connect timeout of a connect the native thread makes and then splices
+ * by itself: when it fires the connect is cancelled unless it has connected,
+ * so the thread's verdict decides (a connect that made it just as the timer
+ * fired is spliced, not cut). failure() names how a failed one failed.
+ */
+export class NativeConnectTimeout {
+  private fired = false;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly address: Address,
+    private readonly timeoutMs: number,
+    private readonly job: { cancelConnect(): void },
+  ) {
+    this.timer = setTimeout(NativeConnectTimeout.fire, timeoutMs, this);
+  }
+
+  private static fire(timeout: NativeConnectTimeout): void {
+    timeout.fired = true;
+    timeout.job.cancelConnect();
+  }
+
+  connected(): void {
+    clearTimeout(this.timer);
+  }
+
+  failure(error: Error): ConnectError {
+    clearTimeout(this.timer);
+    return this.fired ? timedOut(this.address, this.timeoutMs) : connectFailedWith(this.address, error);
+  }
+}
+
 /** This process is out of file descriptors: no fault of the server, and it passes as connections close. */
 export function outOfDescriptors(error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException | null)?.code;
@@ -62,7 +105,7 @@ function connectWithin<T>(address: Address, timeoutMs: number, attempt: Attempt<
       settled = true;
       if (retry) clearTimeout(retry);
       abandon?.();
-      reject(new ConnectError('connect-timeout', `connect to ${address.text} timed out after ${timeoutMs} ms`));
+      reject(timedOut(address, timeoutMs));
     }, timeoutMs);
     const fail = (error: Error): void => {
       if (settled) return;
@@ -155,7 +198,7 @@ export function connectFd(address: Address, timeoutMs: number): Promise<number> 
     const pending = nativeConnect(host, address.port, (error, fd) => (error ? fail(error) : succeed(fd)));
     return () => pending.cancel();
   };
-  return connectWithin(address, timeoutMs, attempt, (error) => `connect to ${address.text} failed: ${error.message}`);
+  return connectWithin(address, timeoutMs, attempt, (error) => connectFailedWith(address, error).message);
 }
 
 /**
@@ -176,37 +219,25 @@ export function connectSpliced(
 ): Promise<boolean> {
   const host = address.host || '127.0.0.1';
   return new Promise((resolve, reject) => {
-    let timedOut = false;
-    let timer: NodeJS.Timeout | null = null;
+    let timeout: NativeConnectTimeout | null = null;
     const relay: ConnectSpliceOwner = {
       spliceDone: (result) => owner.spliceDone(result),
       spliceConnected: (splice) => {
-        if (timer) clearTimeout(timer);
+        timeout?.connected();
         owner.spliceConnected(splice);
         resolve(true);
       },
       spliceConnectFailed: (error) => {
-        if (timer) clearTimeout(timer);
         owner.spliceConnectFailed(error);
-        reject(
-          timedOut
-            ? new ConnectError('connect-timeout', `connect to ${address.text} timed out after ${timeoutMs} ms`)
-            : new ConnectError('connect-error', `connect to ${address.text} failed: ${error.message}`),
-        );
+        reject(timeout!.failure(error));
       },
     };
-    let job: ReturnType<typeof connectThenSplice>;
     try {
-      job = connectThenSplice(client, host, address.port, replay, idleMs, relay);
+      timeout = new NativeConnectTimeout(address, timeoutMs, connectThenSplice(client, host, address.port, replay, idleMs, relay));
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (outOfDescriptors(error) || code === undefined) return resolve(false);
-      return reject(new ConnectError('connect-error', `connect to ${address.text} failed: ${(error as Error).message}`));
+      reject(connectFailedWith(address, error as Error));
     }
-    // The verdict is the thread's: a connect that made it just as the timer fired is spliced, not cut.
-    timer = setTimeout(() => {
-      timedOut = true;
-      job.cancelConnect();
-    }, timeoutMs);
   });
 }

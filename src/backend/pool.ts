@@ -90,11 +90,8 @@ export class BackendPool {
    * full. Every reserved slot must be given back with release().
    */
   acquire(tried: ReadonlySet<ServerState>, clientIp: string): Promise<Acquired> | Acquired {
-    const server = this.pick(tried, clientIp);
-    if (server) {
-      server.active++;
-      return { kind: 'server', server };
-    }
+    const server = this.acquireNow(tried, clientIp);
+    if (server) return { kind: 'server', server };
     const couldServe = this.servers.some((s) => s.up && !tried.has(s));
     if (!couldServe) return NO_SERVER;
     if (this.queue.length >= this.config.maxqueue) return QUEUE_FULL;

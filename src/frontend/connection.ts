@@ -436,12 +436,8 @@ export class ClientConnection implements RouteFacts {
         return typeof connection === 'number' ? this.spliceDescriptor(connection) : this.splice(connection);
       } catch (error) {
         pool.release(server);
-        server.failures++;
         failure = error instanceof ConnectError ? error : new ConnectError('connect-error', String(error));
-        this.frontend.logger.warn(
-          { frontend: this.frontend.name, backend: pool.name, server: server.name, error: failure.message },
-          'server connect failed',
-        );
+        this.frontend.connectFailed(pool, server, failure);
         if (this.phase !== 'connect') return;
       }
     }

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { Listen } from '../config/types.js';
 import type { BackendPool } from '../backend/pool.js';
 import type { ServerState } from '../backend/server-state.js';
-import { ConnectError, nativelyConnectable } from '../backend/connect.js';
+import { connectFailedWith, NativeConnectTimeout, nativelyConnectable, type ConnectError } from '../backend/connect.js';
 import type { ConnectionRecord } from '../observe/record.js';
 import type { Termination } from '../observe/termination.js';
 import type { RouteFacts } from '../route/facts.js';
@@ -39,7 +39,7 @@ export function fastStartOf(socket: object): FastStart | undefined {
 /** The Instance, as a fast connection sees it. */
 export interface FastHost {
   /** The JavaScript path takes the connection over: a net.Socket is made of the handle, every byte still unread. */
-  fallBack(connection: FastConnection, handle: AcceptedHandle, start: FastStart): void;
+  fallBack(connection: FastConnection, frontend: FrontendRuntime, handle: AcceptedHandle, start: FastStart): void;
   connectionDone(connection: FastConnection, frontend: FrontendRuntime): void;
 }
 
@@ -74,7 +74,7 @@ export class FastConnection implements RouteFacts, FrontOwner {
   private readonly tried = new Set<ServerState>();
   private sniffMs = 0;
   private connectMs = 0;
-  private connectTimedOut = false;
+  private connectTimeout: NativeConnectTimeout | null = null;
   private termination: Termination | null = null;
   private firstEnd: 'client' | 'server' | null = null;
   private bytes = { bytesIn: 0, bytesOut: 0 };
@@ -159,38 +159,24 @@ export class FastConnection implements RouteFacts, FrontOwner {
     this.backend = pool;
     this.serverState = server;
     this.tried.add(server);
-    const { host, port } = server.config.address;
+    const address = server.config.address;
     try {
-      this.job.connect(host || '127.0.0.1', port, null, pool.config.timeouts.tunnel ?? this.frontend.config.timeouts.tunnel);
+      this.job.connect(address.host || '127.0.0.1', address.port, null, pool.config.timeouts.tunnel ?? this.frontend.config.timeouts.tunnel);
     } catch (error) {
-      return this.connectFailed(new ConnectError('connect-error', `connect to ${server.config.address.text} failed: ${(error as Error).message}`));
+      return this.connectFailed(connectFailedWith(address, error as Error));
     }
-    this.timer = setTimeout(FastConnection.connectTimedOut, pool.config.timeouts.connect, this);
-  }
-
-  private static connectTimedOut(connection: FastConnection): void {
-    connection.timer = null;
-    connection.connectTimedOut = true;
-    connection.job.cancelConnect(); // the thread's verdict decides: a connect that made it meanwhile is spliced
+    this.connectTimeout = new NativeConnectTimeout(address, pool.config.timeouts.connect, this.job);
   }
 
   spliceConnected(_splice: NativeSplice): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
+    this.connectTimeout!.connected();
     this.connectMs = performance.now() - this.startedAt - this.sniffMs;
     this.serverState!.total++;
     if (this.phase === 'connect') this.phase = 'splice';
   }
 
   spliceConnectFailed(error: NodeJS.ErrnoException): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    const address = this.serverState!.config.address.text;
-    this.connectFailed(
-      this.connectTimedOut
-        ? new ConnectError('connect-timeout', `connect to ${address} timed out after ${this.backend!.config.timeouts.connect} ms`)
-        : new ConnectError('connect-error', `connect to ${address} failed: connect ${error.code} ${address}`),
-    );
+    this.connectFailed(this.connectTimeout!.failure(error));
   }
 
   /** As ClientConnection counts a failed try; then the JavaScript path tries the next server, or refuses. */
@@ -200,8 +186,7 @@ export class FastConnection implements RouteFacts, FrontOwner {
     pool.release(server);
     this.serverState = null;
     if (this.phase === 'done') return this.finish(); // aborted (shutdown) while connecting
-    server.failures++;
-    this.frontend.logger.warn({ frontend: this.frontend.name, backend: pool.name, server: server.name, error: failure.message }, 'server connect failed');
+    this.frontend.connectFailed(pool, server, failure);
     this.fallBack(failure);
   }
 
@@ -221,7 +206,7 @@ export class FastConnection implements RouteFacts, FrontOwner {
     this.timer = null;
     this.phase = 'done';
     this.job.release();
-    this.host.fallBack(this, this.handle, { startedAt: this.startedAt, backend: this.backend, tried: this.tried, failure });
+    this.host.fallBack(this, this.frontend, this.handle, { startedAt: this.startedAt, backend: this.backend, tried: this.tried, failure });
   }
 
   drain(): void {}

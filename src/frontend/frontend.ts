@@ -3,6 +3,7 @@ import { SniffmuxError } from '../errors.js';
 import { isCertificateProblem, readCertificatePair, type CertificatePair } from '../tls/certs.js';
 import { TlsTerminator } from '../tls/terminator.js';
 import type { BackendPool } from '../backend/pool.js';
+import type { ServerState } from '../backend/server-state.js';
 import type { Logger } from '../observe/log.js';
 import type { SniffBudget } from './sniff-budget.js';
 import type { ConnectionRecord } from '../observe/record.js';
@@ -48,6 +49,12 @@ export class FrontendRuntime {
   ) {
     this.policyResponse = Buffer.concat([Buffer.from(policyDocument, 'utf8'), Buffer.from([0])]);
     this.tls = config.tls ? new TlsTerminator(config.tls, loadCertificates(config)) : null;
+  }
+
+  /** A connect to a server failed (the caller gives its slot back): counted on the server and logged. */
+  connectFailed(pool: BackendPool, server: ServerState, failure: Error): void {
+    server.failures++;
+    this.logger.warn({ frontend: this.name, backend: pool.name, server: server.name, error: failure.message }, 'server connect failed');
   }
 
   get name(): string {

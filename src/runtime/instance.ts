@@ -297,21 +297,17 @@ export class Instance implements FastHost {
     } catch {
       return false; // the native thread cannot take it: Node's way
     }
-    frontend.active++;
-    frontend.total++;
-    this.counters.active++;
-    this.idleCollector.accepted();
-    this.connections.add(connection);
+    this.opened(connection, frontend);
     fastListeners.set(connection, listener);
     return true;
   }
 
   /** A FastConnection hands over (FastHost): the handle becomes a net.Socket, counted and served as any other from here. */
-  fallBack(connection: FastConnection, handle: AcceptedHandle, start: FastStart): void {
+  fallBack(connection: FastConnection, frontend: FrontendRuntime, handle: AcceptedHandle, start: FastStart): void {
     const listener = fastListeners.get(connection)!;
-    this.forget(connection);
-    const frontend = this.frontendOf(listener);
-    if (frontend) frontend.total--; // counted again when served
+    fastListeners.delete(connection);
+    this.forget(connection, frontend);
+    frontend.total--; // counted again when served
     const socket = new net.Socket({ handle: handle as never, allowHalfOpen: true, pauseOnCreate: true, readable: true, writable: true } as net.SocketConstructorOpts);
     (socket as unknown as { [kFastStart]: FastStart })[kFastStart] = start;
     this.arrive(socket, listener);
@@ -367,12 +363,7 @@ export class Instance implements FastHost {
   }
 
   private serve(socket: net.Socket, frontend: FrontendRuntime, listener: BoundListener): void {
-    frontend.active++;
-    frontend.total++;
-    this.counters.active++;
-    this.idleCollector.accepted();
-    const connection = new ClientConnection(socket, frontend, listener.listen, this, listener.port);
-    this.connections.add(connection);
+    this.opened(new ClientConnection(socket, frontend, listener.listen, this, listener.port), frontend);
     // Accepted paused (pauseOnConnect): reading starts now that the connection listens.
     socket.resume();
   }
@@ -384,14 +375,20 @@ export class Instance implements FastHost {
     if (this.connections.size === 0) this.drained?.();
   }
 
+  /** A connection is served: counted on its frontend and the process. */
+  private opened(connection: Open, frontend: FrontendRuntime): void {
+    frontend.active++;
+    frontend.total++;
+    this.counters.active++;
+    this.idleCollector.accepted();
+    this.connections.add(connection);
+  }
+
   /** A connection leaves the counts (done, or handed from the fast path to the JavaScript one). */
-  private forget(done: Open, frontend: FrontendRuntime | undefined = undefined): void {
-    const listener = done instanceof FastConnection ? fastListeners.get(done) : undefined;
-    fastListeners.delete(done as FastConnection);
-    const named = frontend ?? (listener ? this.frontendOf(listener) : undefined);
+  private forget(done: Open, frontend: FrontendRuntime): void {
     // The frontend of that name now, which a reload may have replaced.
-    const now = (named && this.current.frontends.find((f) => f.name === named.name)) ?? named;
-    if (now) now.active--;
+    const now = this.current.frontends.find((f) => f.name === frontend.name) ?? frontend;
+    now.active--;
     this.counters.active--;
     this.connections.delete(done);
   }

@@ -214,7 +214,7 @@ function onBatch(batch: number[], peeked: Buffer[] | undefined): void {
         const result = job.result(batch, i);
         fronts.push(() => job.finish(result));
       } else if (job.state === 'connecting') {
-        const errno = end === END_ABORTED ? 125 /* ECANCELED */ : batch[i + 5]! || 5; /* EIO */
+        const errno = connectErrno(end, batch[i + 5]!);
         fronts.push(() => job.connectFailed(errno));
       } else {
         job.state = 'done'; // taken back while peeking
@@ -235,27 +235,68 @@ function onBatch(batch: number[], peeked: Buffer[] | undefined): void {
     }
     live.delete(batch[i]!);
     job.handle = null;
-    const end = END[batch[i + 1]!] ?? 'aborted';
-    const first = batch[i + 2]!;
-    const aToB = batch[i + 3]!;
-    const bToA = batch[i + 4]!;
-    const result: NativeSpliceResult = {
-      aToB,
-      bToA,
-      end,
-      firstEnd: first === 0 ? 'a' : first === 1 ? 'b' : null,
-      bufferedAToB: job.bufferedSentToB(batch[i + 6]!),
-      bufferedBToA: job.preB - batch[i + 7]!,
-      bytes: job.totals(batch[i + 8]!, batch[i + 9]!, aToB, bToA),
-    };
-    if ((end === 'a-error' || end === 'b-error') && batch[i + 5]) result.error = errnoName(batch[i + 5]!);
-    done.push([job, result]);
+    const bytes = job.totals(batch[i + 8]!, batch[i + 9]!, batch[i + 3]!, batch[i + 4]!);
+    done.push([job, resultAt(batch, i, bytes, job.bufferedSentToB(batch[i + 6]!), job.preB - batch[i + 7]!)]);
   }
   for (const [pending, end, errno] of connected) pending.settle(end, errno);
   for (const job of spliced) job.connected();
-  for (const [job, end, errno] of failed) job.connectFailed(end === END_ABORTED ? 125 /* ECANCELED */ : errno || 5 /* EIO */);
+  for (const [job, end, errno] of failed) job.connectFailed(connectErrno(end, errno));
   for (const [job, result] of done) job.finish(result);
   for (const notice of fronts) notice();
+}
+
+/** A connect's failure errno from its end code: cancelled (aborted), or the thread's errno (EIO if it had none). */
+function connectErrno(end: number, errno: number): number {
+  return end === END_ABORTED ? 125 /* ECANCELED */ : errno || 5; /* EIO */
+}
+
+/** What the binding threw for a connect that failed at once, with Node's error shape when it carries an errno. */
+function asConnectError(err: unknown, host: string, port: number): unknown {
+  const errno = (err as { errno?: number }).errno;
+  return typeof errno === 'number' && errno > 0 ? connectError(errno, host, port) : err;
+}
+
+/** The result of an ended splice, from its batch fields (i: its first), with the bytes as the job counts them. */
+function resultAt(batch: number[], i: number, bytes: NativeSpliceBytes, bufferedAToB: number, bufferedBToA: number): NativeSpliceResult {
+  const end = END[batch[i + 1]!] ?? 'aborted';
+  const first = batch[i + 2]!;
+  const result: NativeSpliceResult = {
+    aToB: batch[i + 3]!,
+    bToA: batch[i + 4]!,
+    end,
+    firstEnd: first === 0 ? 'a' : first === 1 ? 'b' : null,
+    bufferedAToB,
+    bufferedBToA,
+    bytes,
+  };
+  if ((end === 'a-error' || end === 'b-error') && batch[i + 5]) result.error = errnoName(batch[i + 5]!);
+  return result;
+}
+
+/** The live counts of a conn the loop carries, added to what was counted before it took the conn (`base`). */
+function loopCounters(handle: object, base: NativeSpliceBytes): NativeSpliceCounters {
+  const [readA, readB, aToB, bToA, unsentAToB, unsentBToA, inPipeAToB, inPipeBToA] = binding!.counters(handle) as [
+    number, number, number, number, number, number, number, number,
+  ];
+  return {
+    fromA: base.fromA + readA,
+    fromB: base.fromB + readB,
+    toA: base.toA + bToA,
+    toB: base.toB + aToB,
+    heldUserland: unsentAToB + unsentBToA,
+    heldInPipes: inPipeAToB + inPipeBToA,
+  };
+}
+
+/** Tells the owner how its splice ended; what it throws surfaces as an ordinary uncaught exception, not in the native callback. */
+function tellDone(owner: SpliceOwner, result: NativeSpliceResult): void {
+  try {
+    owner.spliceDone(result);
+  } catch (err) {
+    process.nextTick(() => {
+      throw err;
+    });
+  }
 }
 
 /** An error as Node's own connect gives it (`connect ECONNREFUSED 127.0.0.1:80`, code, errno, syscall). */
@@ -495,9 +536,7 @@ class Adoption implements NativeSplice {
       this.handle = binding!.connect(host, port, this.id, fdOf(a), preA, flags, this.idleMs)[1];
     } catch (err) {
       this.restoreUnconnected();
-      const errno = (err as { errno?: number }).errno;
-      if (typeof errno === 'number' && errno > 0) throw connectError(errno, host, port);
-      throw err;
+      throw asConnectError(err, host, port);
     }
     this.connecting = true;
     this.js = jsBytes(a, null);
@@ -553,10 +592,7 @@ class Adoption implements NativeSplice {
       return { ...jsBytes(a, b), heldUserland: held, heldInPipes: 0 };
     }
     if (this.handle === null) return { ...(this.final ?? this.js), heldUserland: 0, heldInPipes: 0 };
-    const [readA, readB, aToB, bToA, unsentAToB, unsentBToA, inPipeAToB, inPipeBToA] = binding!.counters(this.handle) as [
-      number, number, number, number, number, number, number, number,
-    ];
-    return { ...this.totals(readA, readB, aToB, bToA), heldUserland: unsentAToB + unsentBToA, heldInPipes: inPipeAToB + inPipeBToA };
+    return loopCounters(this.handle, this.js);
   }
 
   /** JS's counts at the hand-over plus the loop's. */
@@ -570,14 +606,7 @@ class Adoption implements NativeSplice {
     this.state = 'done';
     this.handle = null;
     this.final = result.bytes;
-    try {
-      this.owner.spliceDone(result);
-    } catch (err) {
-      // Not thrown into the native callback: surfaces as an ordinary uncaught exception.
-      process.nextTick(() => {
-        throw err;
-      });
-    }
+    tellDone(this.owner, result);
   }
 }
 
@@ -747,7 +776,7 @@ class PendingConnect implements NativeConnect {
       return;
     }
     if (end === END_CONNECTED) return this.done(null, this.fd);
-    this.done(connectError(end === END_ABORTED ? 125 /* ECANCELED */ : errno || 5 /* EIO */, this.host, this.port), -1);
+    this.done(connectError(connectErrno(end, errno), this.host, this.port), -1);
   }
 
   cancel(): void {
@@ -773,9 +802,7 @@ export function nativeConnect(host: string, port: number, done: NativeConnectDon
   try {
     [fd, handle] = binding!.connect(host, port, id);
   } catch (err) {
-    const errno = (err as { errno?: number }).errno;
-    if (typeof errno === 'number' && errno > 0) throw connectError(errno, host, port);
-    throw err;
+    throw asConnectError(err, host, port);
   }
   const pending = new PendingConnect(fd, handle, host, port, done);
   connecting.set(id, pending);
@@ -796,8 +823,10 @@ export interface FrontOwner extends ConnectSpliceOwner {
  */
 export class FrontJob implements NativeSplice {
   state: 'peeking' | 'connecting' | 'native' | 'done' = 'peeking';
-  private replayLength = 0;
   private final: NativeSpliceBytes | null = null;
+  /** where connect() went, for the error when it fails */
+  private host = '';
+  private port = 0;
 
   constructor(
     readonly id: number,
@@ -810,11 +839,10 @@ export class FrontJob implements NativeSplice {
     try {
       binding!.frontConnect(this.handle!, host, port, replay, Math.min(Math.ceil(idleMs), 0xffffffff));
     } catch (err) {
-      const errno = (err as { errno?: number }).errno;
-      if (typeof errno === 'number' && errno > 0) throw connectError(errno, host, port);
-      throw err;
+      throw asConnectError(err, host, port);
     }
-    this.replayLength = replay?.length ?? 0;
+    this.host = host;
+    this.port = port;
     this.state = 'connecting';
   }
 
@@ -835,10 +863,7 @@ export class FrontJob implements NativeSplice {
 
   counters(): NativeSpliceCounters {
     if (this.handle === null || this.state !== 'native') return { ...(this.final ?? NOTHING), heldUserland: 0, heldInPipes: 0 };
-    const [readA, readB, aToB, bToA, unsentAToB, unsentBToA, inPipeAToB, inPipeBToA] = binding!.counters(this.handle) as [
-      number, number, number, number, number, number, number, number,
-    ];
-    return { fromA: readA, fromB: readB, toA: bToA, toB: aToB, heldUserland: unsentAToB + unsentBToA, heldInPipes: inPipeAToB + inPipeBToA };
+    return loopCounters(this.handle, NOTHING);
   }
 
   peeked(bytes: Buffer, eof: boolean, errno: number): void {
@@ -851,42 +876,18 @@ export class FrontJob implements NativeSplice {
 
   connectFailed(errno: number): void {
     this.state = 'done';
-    this.owner.spliceConnectFailed(connectError(errno, '', 0));
+    this.owner.spliceConnectFailed(connectError(errno, this.host, this.port));
   }
 
+  /** Its end, from the batch: JS never read a byte of it, so the loop's counts are all of them. */
   result(batch: number[], i: number): NativeSpliceResult {
-    const aToB = batch[i + 3]!;
-    const bToA = batch[i + 4]!;
-    const first = batch[i + 2]!;
-    const end = END[batch[i + 1]!] ?? 'aborted';
-    this.final = { fromA: batch[i + 8]!, fromB: batch[i + 9]!, toA: bToA, toB: aToB };
-    const result: NativeSpliceResult = {
-      aToB,
-      bToA,
-      end,
-      firstEnd: first === 0 ? 'a' : first === 1 ? 'b' : null,
-      bufferedAToB: 0,
-      bufferedBToA: 0,
-      bytes: this.final,
-    };
-    if ((end === 'a-error' || end === 'b-error') && batch[i + 5]) result.error = errnoName(batch[i + 5]!);
-    return result;
+    this.final = { fromA: batch[i + 8]!, fromB: batch[i + 9]!, toA: batch[i + 4]!, toB: batch[i + 3]! };
+    return resultAt(batch, i, this.final, 0, 0);
   }
 
   finish(result: NativeSpliceResult): void {
     this.state = 'done';
-    try {
-      this.owner.spliceDone(result);
-    } catch (err) {
-      process.nextTick(() => {
-        throw err;
-      });
-    }
-  }
-
-  /** Bytes of the replay (not the client's) in what went to the server. */
-  get replayed(): number {
-    return this.replayLength;
+    tellDone(this.owner, result);
   }
 }
 

@@ -10,7 +10,7 @@
 import t, { type Test } from 'tap';
 import net from 'node:net';
 import path from 'node:path';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { runCli, startCli, type LiveCli } from '../helpers/cli.js';
 import { metricValue } from '../helpers/admin.js';
 import { closedPort, exchange, firstLine, taggedEcho, tcpServer, type TestServer } from '../helpers/servers.js';
@@ -97,6 +97,31 @@ async function backend(t: Test, tag: string): Promise<TestServer> {
   return server;
 }
 
+/**
+ * Which of these processes hold the socket listening on `port`, as `ss -ltnp`
+ * would show it: the LISTEN entry of /proc/net/tcp{,6}, then whose descriptors
+ * point at its inode.
+ */
+function listeningHolders(port: number, pids: readonly number[]): number[] {
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  const inodes = new Set<string>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f[1]?.endsWith(`:${hex}`) && f[3] === '0A') inodes.add(f[9]!);
+    }
+  }
+  return pids.filter((pid) =>
+    readdirSync(`/proc/${pid}/fd`).some((fd) => {
+      try {
+        return inodes.has(/^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1] ?? '');
+      } catch {
+        return false; // closed meanwhile
+      }
+    }),
+  );
+}
+
 /** One short connection: the backend's tag, once the echo came back. */
 async function tagOf(port: number, send = 'ping'): Promise<string> {
   const reply = await exchange(port, send, { until: (r) => r.toString('latin1').includes(send) });
@@ -130,6 +155,7 @@ t.test('workerBalance: kernel: the workers accept from the shared port themselve
   await eventually(`${N} connection log lines`, () => c.connections().length === N);
   const pids = new Set(c.connections().map((l) => l.pid as number));
   t.ok([...pids].every((pid) => c.workers.includes(pid)), `served by workers only (${[...pids].join(', ')}), never the primary`);
+  t.same(listeningHolders(c.port, c.workers).sort(), [...c.workers].sort(), 'each worker holds the listening socket itself (it accepts)');
 });
 
 t.test('restartDelay backs off 100 ms, 200 ms, 400 ms … up to 10 s', async (t) => {
@@ -147,6 +173,8 @@ t.test('two workers share one port; /status.json and /metrics add them up', asyn
   await eventually(`${N} connection log lines`, () => c.connections().length === N);
   const pids = new Set(c.connections().map((l) => l.pid as number));
   t.same([...pids].sort(), [...c.workers].sort(), 'both workers served connections, the primary none');
+  t.same(listeningHolders(c.port, c.workers), [], 'workerBalance primary (the default): no worker holds the listening socket, the primary accepts and hands over');
+  t.same(listeningHolders(c.port, [c.cli.child.pid!]), [c.cli.child.pid!], 'the primary holds it');
   t.ok(
     c.logs().filter((l) => l.msg === 'listening').every((l) => l.port === c.port),
     'every worker listens on the one configured port',

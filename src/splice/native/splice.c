@@ -534,16 +534,22 @@ static void front_peek(state_t *s, conn_t *c, uint32_t events) {
   notify(s, c, NOTICE_PEEKED);
 }
 
+/* What goes to b before anything read from a (a replay, a PROXY header): taken from *pre, which is left empty. */
+static void set_pre_a(conn_t *c, dir_t *pre) {
+  c->d[0].pend = pre->pend;
+  c->d[0].pend_len = pre->pend_len;
+  c->d[0].pend_off = 0;
+  c->d[0].unsent = pre->unsent;
+  c->pre_left[0] = pre->pend_len;
+  memset(pre, 0, sizeof *pre);
+}
+
 /* front_connect() of a front conn whose bytes JS has sniffed: its server side, connecting, joins the epoll set. */
 static void apply_connect(state_t *s, conn_t *c) {
   c->connect_cmd = 0;
   c->fd[1] = c->next_fd;
   c->b_owned = 1;
-  c->d[0].pend = c->next_pre.pend;
-  c->d[0].pend_len = c->next_pre.pend_len;
-  c->d[0].unsent = c->next_pre.unsent;
-  c->pre_left[0] = c->next_pre.pend_len;
-  c->next_pre.pend = NULL;
+  set_pre_a(c, &c->next_pre);
   c->peeking = 0;
   c->connecting = CONNECT_SPLICE;
   int e = watch(s, c, 1, SPLICE_EVENTS);
@@ -1026,14 +1032,28 @@ static state_t *started_state(napi_env env) {
 }
 
 /* Hands a new conn (adopted or connecting) to the thread. */
+/* Puts c on the command queue unless it is there already (the thread then looks at all it was asked); under mu. */
+static void queue_locked(state_t *s, conn_t *c) {
+  if (c->queued) return;
+  c->queued = 1;
+  c->q_next = NULL;
+  if (s->q_tail) s->q_tail->q_next = c; else s->q_head = c;
+  s->q_tail = c;
+}
+
 static void enqueue_new(napi_env env, state_t *s, conn_t *c) {
   if (s->live++ == 0) napi_ref_threadsafe_function(env, s->tsfn);
   pthread_mutex_lock(&s->mu);
-  c->queued = 1;
-  if (s->q_tail) s->q_tail->q_next = c; else s->q_head = c;
-  s->q_tail = c;
+  queue_locked(s, c);
   pthread_mutex_unlock(&s->mu);
   wake(s);
+}
+
+/* A connect's host (numeric: see open_connect) and port (1..65535) from two arguments; 0 when either is not. */
+static int get_host_port(napi_env env, napi_value h, napi_value p, char *host, size_t size, uint32_t *port) {
+  size_t len = 0;
+  return napi_get_value_string_utf8(env, h, host, size, &len) == napi_ok && napi_get_value_uint32(env, p, port) == napi_ok &&
+         *port > 0 && *port <= 65535;
 }
 
 /* A conn with no descriptors and no pipes yet, not ended, referenced by the thread and by JS; NULL when out of memory. */
@@ -1174,12 +1194,9 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
   napi_value argv[7];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char host[64];
-  size_t hlen = 0;
   uint32_t port;
   double id;
-  if (argc < 3 || napi_get_value_string_utf8(env, argv[0], host, sizeof host, &hlen) != napi_ok ||
-      napi_get_value_uint32(env, argv[1], &port) != napi_ok || port == 0 || port > 65535 ||
-      napi_get_value_double(env, argv[2], &id) != napi_ok) {
+  if (argc < 3 || !get_host_port(env, argv[0], argv[1], host, sizeof host, &port) || napi_get_value_double(env, argv[2], &id) != napi_ok) {
     napi_throw_type_error(env, NULL, "connect(host, port, id)");
     return NULL;
   }
@@ -1214,9 +1231,7 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
   c->b_owned = 1;
   c->connecting = dupA < 0 ? CONNECT_ONLY : CONNECT_SPLICE;
   if (dupA >= 0) {
-    c->d[0] = pre;
-    c->d[0].pr = c->d[0].pw = -1;
-    c->pre_left[0] = pre.pend_len;
+    set_pre_a(c, &pre);
     c->idle_after = idle;
     if (flags & F_A_EOF) { c->d[0].src_eof = 1; c->first = 0; }
     if (flags & F_A_WR_SHUT) c->d[1].dst_shut = 1;
@@ -1302,14 +1317,12 @@ static napi_value js_front_connect(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   conn_t *c = NULL;
   char host[64];
-  size_t hlen = 0;
   uint32_t port, idle;
   dir_t pre;
   memset(&pre, 0, sizeof pre);
   if (argc < 5 || napi_get_value_external(env, argv[0], (void **)&c) != napi_ok || !c || !c->a_borrowed ||
-      napi_get_value_string_utf8(env, argv[1], host, sizeof host, &hlen) != napi_ok ||
-      napi_get_value_uint32(env, argv[2], &port) != napi_ok || port == 0 || port > 65535 ||
-      napi_get_value_uint32(env, argv[4], &idle) != napi_ok || copy_pre(env, argv[3], &pre) < 0) {
+      !get_host_port(env, argv[1], argv[2], host, sizeof host, &port) || napi_get_value_uint32(env, argv[4], &idle) != napi_ok ||
+      copy_pre(env, argv[3], &pre) < 0) {
     free(pre.pend);
     napi_throw_type_error(env, NULL, "front_connect(handle, host, port, preA, idleMs)");
     return NULL;
@@ -1325,12 +1338,7 @@ static napi_value js_front_connect(napi_env env, napi_callback_info info) {
   c->next_pre = pre;
   c->idle_after = idle;
   c->connect_cmd = 1;
-  if (!c->queued) {
-    c->queued = 1;
-    c->q_next = NULL;
-    if (s->q_tail) s->q_tail->q_next = c; else s->q_head = c;
-    s->q_tail = c;
-  }
+  queue_locked(s, c);
   pthread_mutex_unlock(&s->mu);
   wake(s);
   return NULL;
@@ -1351,12 +1359,7 @@ static napi_value js_abort(napi_env env, napi_callback_info info) {
   if (c->abort_req == 0) {
     c->abort_req = if_connecting ? ABORT_IF_CONNECTING : ABORT_ANY;
     __atomic_add_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
-    if (!c->queued) {
-      c->queued = 1;
-      c->q_next = NULL;
-      if (s->q_tail) s->q_tail->q_next = c; else s->q_head = c;
-      s->q_tail = c;
-    }
+    queue_locked(s, c);
     enqueue = 1;
   }
   pthread_mutex_unlock(&s->mu);
