@@ -4,6 +4,7 @@
  * position ("Unexpected token 'r', ... is not valid JSON"); a user needs
  * FILE:LINE:COLUMN. Only run after JSON.parse has already failed.
  */
+import { MAX_NESTING, tooDeepMessage } from './nesting.js';
 
 interface JsonError {
   readonly offset: number;
@@ -16,6 +17,8 @@ class Stop {
 
 export function locateJsonError(text: string): JsonError | null {
   let i = 0;
+  // Past MAX_NESTING the recursion below would exhaust the stack.
+  let depth = 0;
   const fail = (message: string): never => {
     throw new Stop(i, i >= text.length ? `${message}, found the end of the file` : `${message}, found ${JSON.stringify(text[i])}`);
   };
@@ -44,56 +47,63 @@ export function locateJsonError(text: string): JsonError | null {
       i++;
     }
   };
-  const value = (): void => {
+  const object = (): void => {
+    i++;
     ws();
-    const c = text[i];
-    if (c === '{') {
+    if (text[i] === '}') {
       i++;
+      return;
+    }
+    for (;;) {
       ws();
+      if (text[i] !== '"') fail('expected a property name in double quotes');
+      string();
+      ws();
+      if (text[i] !== ':') fail("expected ':'");
+      i++;
+      value();
+      ws();
+      if (text[i] === ',') {
+        i++;
+        continue;
+      }
       if (text[i] === '}') {
         i++;
         return;
       }
-      for (;;) {
-        ws();
-        if (text[i] !== '"') fail('expected a property name in double quotes');
-        string();
-        ws();
-        if (text[i] !== ':') fail("expected ':'");
-        i++;
-        value();
-        ws();
-        if (text[i] === ',') {
-          i++;
-          continue;
-        }
-        if (text[i] === '}') {
-          i++;
-          return;
-        }
-        fail("expected ',' or '}'");
-      }
+      fail("expected ',' or '}'");
     }
-    if (c === '[') {
+  };
+  const array = (): void => {
+    i++;
+    ws();
+    if (text[i] === ']') {
       i++;
+      return;
+    }
+    for (;;) {
+      value();
       ws();
+      if (text[i] === ',') {
+        i++;
+        continue;
+      }
       if (text[i] === ']') {
         i++;
         return;
       }
-      for (;;) {
-        value();
-        ws();
-        if (text[i] === ',') {
-          i++;
-          continue;
-        }
-        if (text[i] === ']') {
-          i++;
-          return;
-        }
-        fail("expected ',' or ']'");
-      }
+      fail("expected ',' or ']'");
+    }
+  };
+  const value = (): void => {
+    ws();
+    const c = text[i];
+    if (c === '{' || c === '[') {
+      if (++depth > MAX_NESTING) throw new Stop(i, tooDeepMessage);
+      if (c === '{') object();
+      else array();
+      depth--;
+      return;
     }
     if (c === '"') return string();
     const number = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/.exec(text.slice(i, i + 400));

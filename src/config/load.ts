@@ -8,6 +8,7 @@ import { extname } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { describeFsError } from './files.js';
 import { lineAndColumn, locateJsonError } from './json-error.js';
+import { jsonTooDeepAt, tooDeepMessage, yamlTooDeepAt } from './nesting.js';
 
 export type Parsed = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly problem: string };
 
@@ -24,7 +25,14 @@ function firstLine(s: string): string {
   return s.split('\n')[0]!.trim();
 }
 
+function tooDeep(text: string, file: string, offset: number): Parsed {
+  const { line, column } = lineAndColumn(text, offset);
+  return { ok: false, problem: `${file}:${line}:${column}: ${tooDeepMessage}` };
+}
+
 function parseYaml(text: string, file: string): Parsed {
+  const deepAt = yamlTooDeepAt(text);
+  if (deepAt >= 0) return tooDeep(text, file, deepAt);
   const lineCounter = new LineCounter();
   // uniqueKeys: a key written twice is an error, not "the last one wins".
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
@@ -42,14 +50,17 @@ function parseYaml(text: string, file: string): Parsed {
 }
 
 function parseJson(text: string, file: string): Parsed {
+  let value: unknown;
   try {
-    return { ok: true, value: JSON.parse(text) };
+    value = JSON.parse(text);
   } catch (err) {
     const located = locateJsonError(text);
     if (located === null) return { ok: false, problem: `${file}: JSON syntax error: ${firstLine((err as Error).message)}` };
     const { line, column } = lineAndColumn(text, located.offset);
     return { ok: false, problem: `${file}:${line}:${column}: JSON syntax error: ${located.message}` };
   }
+  const deepAt = jsonTooDeepAt(text);
+  return deepAt >= 0 ? tooDeep(text, file, deepAt) : { ok: true, value };
 }
 
 /** Parse config text; `file` names it in a syntax error. */

@@ -6,9 +6,8 @@
  * later. `__proto__` is copied as an ordinary key, so the schema reports it as
  * an unknown key instead of it changing the copy's prototype.
  */
+import { MAX_NESTING, tooDeepMessage } from './nesting.js';
 import type { PathSegment, Problem } from './path.js';
-
-const MAX_DEPTH = 64;
 
 function isPlainObject(v: object): boolean {
   const proto = Object.getPrototypeOf(v);
@@ -19,8 +18,8 @@ export function copyPlainData(value: unknown): { value: unknown; problems: Probl
   const problems: Problem[] = [];
   const copy = (v: unknown, path: PathSegment[], depth: number): unknown => {
     if (v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return v;
-    if (depth > MAX_DEPTH) {
-      problems.push({ path, message: `nested more than ${MAX_DEPTH} levels deep` });
+    if (depth > MAX_NESTING) {
+      problems.push({ path, message: tooDeepMessage });
       return null;
     }
     if (Array.isArray(v)) return v.map((x, i) => copy(x, [...path, i], depth + 1));

@@ -199,6 +199,39 @@ t.test('files: unreadable, by extension, relative paths', async (t) => {
   t.equal(config.source, join(dir, 'p.yaml'));
 });
 
+t.test('files nested past 64 levels are refused before a parser recurses into them', async (t) => {
+  const dir = tempDir('sniffmux-deep-');
+  const deep: Array<[string, string]> = [
+    ['flow', '['.repeat(5000)],
+    ['flow, closed', `${'['.repeat(5000)}${']'.repeat(5000)}`],
+    ['flow maps', '{"a": '.repeat(2000)],
+    ['block sequence', `${'- '.repeat(5000)}x\n`],
+    ['block maps', `${Array.from({ length: 3000 }, (_, i) => `${' '.repeat(i)}k:`).join('\n')} x\n`],
+  ];
+  // Before the limit, the yaml parser's stack overflow on the first of these broke V8's regexp
+  // compiler and the next parse aborted the process; so each is loaded again and again.
+  for (let round = 0; round < 3; round++) {
+    for (const [what, text] of deep) {
+      for (const ext of ['.json', '.yaml', '.conf']) {
+        const file = join(dir, `deep${ext}`);
+        writeFileSync(file, text);
+        const checked = checkConfigFile(file);
+        const problems = checked.ok ? [] : checked.problems;
+        const expected = ext === '.json' && !what.startsWith('flow') ? /JSON syntax error/ : /^\S+:\d+:\d+: (JSON syntax error: )?nested more than 64 levels deep$/;
+        if (round === 0) t.match(problems, [expected], `${what}, ${ext}`);
+      }
+    }
+  }
+  // 64 levels are allowed: the problems are about what is there, not how deep.
+  const file = join(dir, 'deep64.json');
+  writeFileSync(file, JSON.stringify({ ...MINIMAL, global: JSON.parse(`${'['.repeat(63)}${']'.repeat(63)}`) }));
+  const checked = checkConfigFile(file);
+  t.notMatch(checked.ok ? [] : checked.problems, [/nested/], 'a 64-level document is parsed and validated');
+  t.ok(checkConfigFile(join(dir, 'deep.conf')), 'still loading after all that');
+  writeFileSync(join(dir, 'fine.yaml'), 'frontends:\n  - { name: a, listen: [":1234"], default: b }\nbackends:\n  - { name: b, servers: [{ name: s, address: "h:1" }] }\n');
+  t.ok(checkConfigFile(join(dir, 'fine.yaml')).ok, 'a good YAML file still loads');
+});
+
 t.test('the schema', async (t) => {
   const text = JSON.stringify(configSchema);
   // One precise error per problem depends on this: see the note in schema.ts.
