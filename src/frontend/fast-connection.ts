@@ -8,7 +8,7 @@ import type { Termination } from '../observe/termination.js';
 import type { RouteFacts } from '../route/facts.js';
 import type { HttpHead, ProbedProtocol, RouteProtocol, TlsHello } from '../sniff/probe.js';
 import { Sniffer, type SniffView } from '../sniff/sniffer.js';
-import { watchFront, type FrontJob, type FrontOwner, type NativeSplice, type NativeSpliceResult } from '../splice/native.js';
+import { connectFront, peekFront, watchFront, type FrontJob, type FrontOwner, type NativeSplice, type NativeSpliceResult } from '../splice/native.js';
 import { formatAddress } from './client-address.js';
 import { decide } from './decide.js';
 import type { FrontendRuntime } from './frontend.js';
@@ -48,10 +48,11 @@ type Phase = 'sniff' | 'connect' | 'splice' | 'done';
 /**
  * The common case without a net.Socket: a plain TCP client whose first
  * bytes decide a tcp-mode backend at once, spliced by the native thread.
- * Node accepted it (its raw handle); the native thread peeks at its first
- * bytes without reading them (src/splice/native.ts, watchFront), the rules
- * decide, and the thread connects and splices — JavaScript never reads a
- * byte or makes a stream. Anything else (more bytes needed, a policy
+ * Node accepted it (its raw handle). Its first bytes are peeked at without
+ * being read: at once, as they have usually come with the accept
+ * (peekFront), else by the native thread when they come (watchFront). The
+ * rules decide, and the thread connects and splices — JavaScript never
+ * reads a byte or makes a stream. Anything else (more bytes needed, a policy
  * request, TLS to terminate, http mode, a queue, a refusal, a connect that
  * fails) falls back to a ClientConnection over the same handle, which reads
  * the same bytes, so nothing differs but the cost.
@@ -67,8 +68,11 @@ export class FastConnection implements RouteFacts, FrontOwner {
   private readonly startedAt = performance.now();
   private readonly sniffer: Sniffer;
   private view: SniffView | undefined;
-  private readonly job: FrontJob;
-  private timer: NodeJS.Timeout | null;
+  /** What had come by the accept (peekFront): decided on at start, with no thread involved until the connect. */
+  private peekedAtAccept: Buffer | null;
+  /** The thread's side of it: watching for the first bytes, or (made by the connect) connecting and splicing. */
+  private job: FrontJob | null = null;
+  private timer: NodeJS.Timeout | null = null;
   private backend: BackendPool | null = null;
   private serverState: ServerState | null = null;
   private readonly tried = new Set<ServerState>();
@@ -91,9 +95,22 @@ export class FastConnection implements RouteFacts, FrontOwner {
     this.srcIp = srcIp;
     this.clientAddress = formatAddress(srcIp, clientPort);
     this.sniffer = new Sniffer({ maxBytes: frontend.config.inspect.maxBytes });
-    this.job = watchFront(handle.fd, frontend.config.inspect.maxBytes, this);
-    this.timer = setTimeout(FastConnection.inspectDelayOver, frontend.config.inspect.delay, this);
-    frontend.process.sniffBudget.enter(this, srcIp);
+    this.peekedAtAccept = peekFront(handle.fd, frontend.config.inspect.maxBytes);
+    if (this.peekedAtAccept === null) this.watch();
+  }
+
+  /** Once the host counts it as open: decides on the bytes that came with the accept, if any (else the thread is watching). */
+  start(): void {
+    const first = this.peekedAtAccept;
+    this.peekedAtAccept = null;
+    if (first !== null) this.frontPeeked(first, first.length === 0, 0);
+  }
+
+  /** Nothing has come yet: the thread waits for the first bytes, within the inspect delay and the sniff budget. */
+  private watch(): void {
+    this.job = watchFront(this.handle.fd, this.frontend.config.inspect.maxBytes, this);
+    this.timer = setTimeout(FastConnection.inspectDelayOver, this.frontend.config.inspect.delay, this);
+    this.frontend.process.sniffBudget.enter(this, this.srcIp);
   }
 
   // ---- RouteFacts ---------------------------------------------------------
@@ -160,8 +177,11 @@ export class FastConnection implements RouteFacts, FrontOwner {
     this.serverState = server;
     this.tried.add(server);
     const address = server.config.address;
+    const host = address.host || '127.0.0.1';
+    const idleMs = pool.config.timeouts.tunnel ?? this.frontend.config.timeouts.tunnel;
     try {
-      this.job.connect(address.host || '127.0.0.1', address.port, null, pool.config.timeouts.tunnel ?? this.frontend.config.timeouts.tunnel);
+      if (this.job) this.job.connect(host, address.port, null, idleMs);
+      else this.job = connectFront(this.handle.fd, this.frontend.config.inspect.maxBytes, this, host, address.port, idleMs);
     } catch (error) {
       return this.connectFailed(connectFailedWith(address, error as Error));
     }
@@ -205,7 +225,7 @@ export class FastConnection implements RouteFacts, FrontOwner {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.phase = 'done';
-    this.job.release();
+    this.job?.release();
     this.host.fallBack(this, this.frontend, this.handle, { startedAt: this.startedAt, backend: this.backend, tried: this.tried, failure });
   }
 
@@ -217,12 +237,12 @@ export class FastConnection implements RouteFacts, FrontOwner {
     if (this.phase === 'sniff') {
       this.stopSniffing();
       this.phase = 'done';
-      this.job.release();
+      this.job?.release();
       return this.finish();
     }
     if (this.phase === 'done') return;
     this.phase = 'done';
-    this.job.abort(); // its end (spliceDone or spliceConnectFailed) finishes
+    this.job!.abort(); // its end (spliceDone or spliceConnectFailed) finishes
   }
 
   private finish(): void {
@@ -238,7 +258,7 @@ export class FastConnection implements RouteFacts, FrontOwner {
   logFields(): ConnectionRecord {
     const view = this.view;
     const hello = view?.hello;
-    const live = this.phase === 'splice' ? this.job.counters() : null;
+    const live = this.phase === 'splice' ? this.job!.counters() : null;
     return {
       client: this.clientAddress,
       frontend: this.frontend.name,

@@ -299,6 +299,7 @@ export class Instance implements FastHost {
     }
     this.opened(connection, frontend);
     fastListeners.set(connection, listener);
+    connection.start();
     return true;
   }
 

@@ -63,6 +63,10 @@ interface Binding {
   start(onBatch: (batch: number[], peeked: Buffer[] | undefined) => void): void;
   /** A socket JS accepted waits in the thread for its first bytes (told unread, END_PEEKED); fd stays JS's. */
   front(fd: number, id: number, peekMax: number): object;
+  /** The same socket, its bytes already peeked and sniffed by JS: connected at once as frontConnect does (nothing is peeked). */
+  front(fd: number, id: number, peekMax: number, host: string, port: number, preA: Buffer | null, idleMs: number): object;
+  /** Its first bytes, read without taking them: null when none have come, empty at end of file; throws when the socket has failed. */
+  peek(fd: number, max: number): Buffer | null;
   /** Connects a front conn and splices it once connected (as a connect with fdA). */
   frontConnect(handle: object, host: string, port: number, preA: Buffer | null, idleMs: number): void;
   adopt(fdA: number, fdB: number, preA: Buffer | null, preB: Buffer | null, flags: number, idleMs: number, id: number): object;
@@ -682,6 +686,11 @@ function adoptable(caller: string, sockets: readonly net.Socket[], idleMs: numbe
     if (!s.connecting && fdOf(s) < 0) throw new TypeError(`${caller}: a socket without a file descriptor (not a plain TCP socket)`);
   }
   if (!(idleMs >= 0)) throw new RangeError(`${caller}: idleMs must be a number >= 0 (got ${idleMs})`);
+  return idleArgument(idleMs);
+}
+
+/** An idle timeout (ms, 0 none) as the addon takes it: a whole uint32. */
+function idleArgument(idleMs: number): number {
   return Math.min(Math.ceil(idleMs), 0xffffffff);
 }
 
@@ -837,10 +846,15 @@ export class FrontJob implements NativeSplice {
   /** Connects to host:port (numeric) and splices, `replay` (a PROXY header) first. Throws as nativeConnect does when it fails at once. */
   connect(host: string, port: number, replay: Buffer | null, idleMs: number): void {
     try {
-      binding!.frontConnect(this.handle!, host, port, replay, Math.min(Math.ceil(idleMs), 0xffffffff));
+      binding!.frontConnect(this.handle!, host, port, replay, idleArgument(idleMs));
     } catch (err) {
       throw asConnectError(err, host, port);
     }
+    this.connecting(host, port);
+  }
+
+  /** Where connect went (front with a connect, or connect): the thread is connecting. */
+  connecting(host: string, port: number): void {
     this.host = host;
     this.port = port;
     this.state = 'connecting';
@@ -901,6 +915,38 @@ export function watchFront(fd: number, peekMax: number, owner: FrontOwner): Fron
   requireLoop();
   const id = nextId++;
   const job = new FrontJob(id, binding!.front(fd, id, peekMax), owner);
+  live.set(id, job);
+  return job;
+}
+
+/**
+ * The first bytes (at most max) a just-accepted socket has received, read
+ * here and now without taking them: null when none have come yet (then
+ * watchFront waits for them), empty at end of file. Throws when the native
+ * addon is unavailable or the socket has failed.
+ */
+export function peekFront(fd: number, max: number): Buffer | null {
+  if (binding === null) throw new Error(`native splice unavailable: ${nativeSpliceUnavailable}`);
+  return binding.peek(fd, max);
+}
+
+/**
+ * A just-accepted socket whose peeked bytes (peekFront) decided its server:
+ * the thread connects to host:port (numeric) and splices, as
+ * FrontJob.connect, in one step. Throws as FrontJob.connect does when the
+ * connect fails at once; then there is no job.
+ */
+export function connectFront(fd: number, peekMax: number, owner: FrontOwner, host: string, port: number, idleMs: number): FrontJob {
+  requireLoop();
+  const id = nextId++;
+  let handle: object;
+  try {
+    handle = binding!.front(fd, id, peekMax, host, port, null, idleArgument(idleMs));
+  } catch (err) {
+    throw asConnectError(err, host, port);
+  }
+  const job = new FrontJob(id, handle, owner);
+  job.connecting(host, port);
   live.set(id, job);
   return job;
 }

@@ -625,7 +625,7 @@ static void drain_commands(state_t *s) {
     c->queued = 0;
     int abort_now = c->abort_req == ABORT_ANY || c->abort_req == ABORT_IF_CONNECTING;
     /* a cancelled connect that has connected already goes on: JS hears it connected, and may abort it later */
-    int spare = c->abort_req == ABORT_IF_CONNECTING && !c->connecting;
+    int spare = c->abort_req == ABORT_IF_CONNECTING && !c->connecting && !c->connect_cmd;
     if (abort_now) c->abort_req = spare ? 0 : ABORT_TAKEN;
     pthread_mutex_unlock(&s->mu);
     if (abort_now) {
@@ -636,7 +636,8 @@ static void drain_commands(state_t *s) {
       conn_unref(c); /* the reference taken by abort() */
     }
     if (!c->closed && !c->registered && !abort_now) do_register(s, c);
-    else if (!c->closed && c->connect_cmd) apply_connect(s, c);
+    /* front() with a connect registers and connects in the same pass */
+    if (!c->closed && c->registered && c->connect_cmd) apply_connect(s, c);
     c = nx;
   }
 }
@@ -1264,40 +1265,87 @@ static conn_t *conn_arg(napi_env env, napi_callback_info info, const char *usage
   return c;
 }
 
+/* A connect's numeric host, port, pre-buffer and idle timeout, from four arguments (front_connect's and front's); 0 when any is bad. */
+static int get_connect_args(napi_env env, napi_value *argv, char *host, size_t size, uint32_t *port, dir_t *pre, uint32_t *idle) {
+  memset(pre, 0, sizeof *pre);
+  if (!get_host_port(env, argv[0], argv[1], host, size, port) || napi_get_value_uint32(env, argv[3], idle) != napi_ok ||
+      copy_pre(env, argv[2], pre) < 0) {
+    free(pre->pend);
+    memset(pre, 0, sizeof *pre);
+    return 0;
+  }
+  return 1;
+}
+
+/* Asks the thread to give the front conn c the connecting socket fd as its server side (apply_connect), pre first; pre is taken. */
+static void set_connect(conn_t *c, int fd, dir_t *pre, uint32_t idle) {
+  c->next_fd = fd;
+  c->next_pre = *pre;
+  memset(pre, 0, sizeof *pre);
+  c->idle_after = idle;
+  c->connect_cmd = 1;
+}
+
 /*
- * front(fd, id, peekMax) -> external: a socket JS has just accepted (fd stays
- * JS's: never read, written or closed here until JS connects it) waits in the
- * thread for its first bytes, which are told to JS unread (END_PEEKED with
- * eof and length; the bytes in the batch's second argument), at most peekMax.
- * Then JS either connects it (front_connect) or takes it back (abort: the
- * thread forgets the descriptor, END_ABORTED). Ended, it is JS's to close.
+ * front(fd, id, peekMax[, host, port, preA, idleMs]) -> external: a socket JS
+ * has just accepted (fd stays JS's: never read, written or closed here until
+ * JS connects it) waits in the thread for its first bytes, which are told to
+ * JS unread (END_PEEKED with eof and length; the bytes in the batch's second
+ * argument), at most peekMax. Then JS either connects it (front_connect) or
+ * takes it back (abort: the thread forgets the descriptor, END_ABORTED).
+ * Ended, it is JS's to close. With the connect's arguments, JS has peeked
+ * and decided already (peek()): the conn starts connecting, as
+ * front_connect, and nothing is peeked here; the connect failing at once
+ * throws as front_connect's does, and then there is no conn.
  */
 static napi_value js_front(napi_env env, napi_callback_info info) {
   state_t *s = started_state(env);
   if (!s) return NULL;
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 7;
+  napi_value argv[7];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int fd;
   double id;
   uint32_t peek_max;
+  char host[64];
+  uint32_t port = 0, idle = 0;
+  dir_t pre;
+  memset(&pre, 0, sizeof pre);
+  int connect_now = argc >= 7;
   if (argc < 3 || !get_fd(env, argv[0], &fd) || napi_get_value_double(env, argv[1], &id) != napi_ok ||
-      napi_get_value_uint32(env, argv[2], &peek_max) != napi_ok || peek_max == 0) {
-    napi_throw_type_error(env, NULL, "front(fd, id, peekMax)");
+      napi_get_value_uint32(env, argv[2], &peek_max) != napi_ok || peek_max == 0 ||
+      (connect_now && !get_connect_args(env, argv + 3, host, sizeof host, &port, &pre, &idle))) {
+    napi_throw_type_error(env, NULL, "front(fd, id, peekMax[, host, port, preA, idleMs])");
     return NULL;
   }
+  int server_fd = -1;
+  if (connect_now) {
+    int e = open_connect(host, port, &server_fd);
+    if (e) {
+      free(pre.pend);
+      return throw_errno(env, server_fd == -2 ? "connect: not a numeric address" : "connect", e);
+    }
+  }
   conn_t *c = new_conn(id);
-  if (!c) return throw_errno(env, "calloc", ENOMEM);
+  if (!c) {
+    if (server_fd >= 0) close(server_fd);
+    free(pre.pend);
+    return throw_errno(env, "calloc", ENOMEM);
+  }
   c->fd[0] = fd;
   c->a_borrowed = 1;
-  c->peeking = PEEK_WAITING;
+  c->peeking = connect_now ? PEEK_TOLD : PEEK_WAITING;
   c->peek_max = peek_max;
   napi_value ext;
   if (napi_create_external(env, c, NULL, NULL, &ext) != napi_ok) {
+    if (server_fd >= 0) close(server_fd);
+    free(pre.pend);
     free(c);
     napi_throw_error(env, NULL, "napi_create_external failed");
     return NULL;
   }
+  /* registered and then connected in one pass of drain_commands */
+  if (connect_now) set_connect(c, server_fd, &pre, idle);
   enqueue_new(env, s, c);
   return ext;
 }
@@ -1319,11 +1367,8 @@ static napi_value js_front_connect(napi_env env, napi_callback_info info) {
   char host[64];
   uint32_t port, idle;
   dir_t pre;
-  memset(&pre, 0, sizeof pre);
   if (argc < 5 || napi_get_value_external(env, argv[0], (void **)&c) != napi_ok || !c || !c->a_borrowed ||
-      !get_host_port(env, argv[1], argv[2], host, sizeof host, &port) || napi_get_value_uint32(env, argv[4], &idle) != napi_ok ||
-      copy_pre(env, argv[3], &pre) < 0) {
-    free(pre.pend);
+      !get_connect_args(env, argv + 1, host, sizeof host, &port, &pre, &idle)) {
     napi_throw_type_error(env, NULL, "front_connect(handle, host, port, preA, idleMs)");
     return NULL;
   }
@@ -1334,14 +1379,50 @@ static napi_value js_front_connect(napi_env env, napi_callback_info info) {
     return throw_errno(env, fd == -2 ? "connect: not a numeric address" : "connect", e);
   }
   pthread_mutex_lock(&s->mu);
-  c->next_fd = fd;
-  c->next_pre = pre;
-  c->idle_after = idle;
-  c->connect_cmd = 1;
+  set_connect(c, fd, &pre, idle);
   queue_locked(s, c);
   pthread_mutex_unlock(&s->mu);
   wake(s);
   return NULL;
+}
+
+/*
+ * peek(fd, max) -> Buffer | null: the first bytes (at most max) a socket has
+ * received, read without taking them (MSG_PEEK); null when nothing has come
+ * yet, an empty Buffer at end of file; throws with errno when the socket has
+ * failed. On JS's thread, for a socket just accepted: its bytes are often
+ * there already, and then the thread need not watch for them.
+ */
+static napi_value js_peek(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int fd;
+  uint32_t max;
+  if (argc < 2 || !get_fd(env, argv[0], &fd) || napi_get_value_uint32(env, argv[1], &max) != napi_ok || max == 0) {
+    napi_throw_type_error(env, NULL, "peek(fd, max)");
+    return NULL;
+  }
+  static char *buf = NULL; /* JS's thread only */
+  static uint32_t buf_size = 0;
+  if (max > buf_size) {
+    char *grown = realloc(buf, max);
+    if (!grown) return throw_errno(env, "realloc", ENOMEM);
+    buf = grown;
+    buf_size = max;
+  }
+  ssize_t n;
+  do n = recv(fd, buf, max, MSG_PEEK | MSG_DONTWAIT); while (n < 0 && errno == EINTR);
+  napi_value out;
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      CHECK(napi_get_null(env, &out));
+      return out;
+    }
+    return throw_errno(env, "recv", errno);
+  }
+  CHECK(napi_create_buffer_copy(env, (size_t)n, buf, NULL, &out));
+  return out;
 }
 
 /* abort(external): JS guarantees it is not called after the completion was delivered. */
@@ -1432,6 +1513,8 @@ static napi_value init(napi_env env, napi_value exports) {
   CHECK(napi_set_named_property(env, exports, "front", fn));
   CHECK(napi_create_function(env, "frontConnect", NAPI_AUTO_LENGTH, js_front_connect, NULL, &fn));
   CHECK(napi_set_named_property(env, exports, "frontConnect", fn));
+  CHECK(napi_create_function(env, "peek", NAPI_AUTO_LENGTH, js_peek, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "peek", fn));
   CHECK(napi_create_function(env, "abort", NAPI_AUTO_LENGTH, js_abort, NULL, &fn));
   CHECK(napi_set_named_property(env, exports, "abort", fn));
   CHECK(napi_create_function(env, "counters", NAPI_AUTO_LENGTH, js_counters, NULL, &fn));
