@@ -93,6 +93,8 @@ export interface NativeSpliceStats {
   pipesCreated: number;
   /** chunks that went through recv()/send() because no pipe could be had */
   fallbackChunks: number;
+  /** chunks copied with recv()/send() because they were small: a direction is spliced from its first read of a full 16 KiB on */
+  smallChunks: number;
   /** pipes not created because pipesMax (a sixteenth of the open-file limit) exist already */
   pipesRefused: number;
   pipesMax: number;

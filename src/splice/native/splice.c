@@ -101,6 +101,9 @@ typedef struct dir {
   uint32_t unsent;     /* pend_len - pend_off (read by JS) */
   uint8_t src_eof;     /* FIN (or EOF) seen on src */
   uint8_t dst_shut;    /* shutdown(SHUT_WR) done on dst (or was before adopt) */
+  /* splice()d from the first read that fills FALLBACK_CHUNK on: before, chunks are small (a request, a
+     reply, a ping), and recv()/send() through the thread's buffer costs less than two splices and a pipe */
+  uint8_t bulk;
 } dir_t;
 
 typedef struct conn {
@@ -171,7 +174,7 @@ typedef struct state {
   uint32_t pipes_max;      /* pipes in use + pooled, at most (set by start) */
   char *buf;
   /* stats, written by the thread, read racily by JS */
-  uint32_t pipes_in_use, pipes_created, fallback_chunks, pipes_refused;
+  uint32_t pipes_in_use, pipes_created, fallback_chunks, pipes_refused, small_chunks;
 } state_t;
 
 /* ------------------------------------------------------------------ utils */
@@ -395,7 +398,8 @@ static int pump_dir(state_t *s, conn_t *c, int d) {
     if (!c->rd[src]) return 0;
     if (turn >= BUDGET) return 1;
 
-    if (!x->dst_shut && pipe_acquire(s, x) == 0) {
+    const int want_pipe = x->bulk && !x->dst_shut;
+    if (want_pipe && pipe_acquire(s, x) == 0) {
       ssize_t n = splice(c->fd[src], NULL, x->pw, NULL, CHUNK, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
         STORE(x->in_pipe, (uint32_t)n);
@@ -418,7 +422,7 @@ static int pump_dir(state_t *s, conn_t *c, int d) {
       return -1;
     }
 
-    /* No pipe to be had (fd limit, pipes_max), or bytes to discard (dst_shut): recv()/send(). */
+    /* Small chunks (not bulk yet), no pipe to be had (fd limit, pipes_max), or bytes to discard (dst_shut): recv()/send(). */
     ssize_t n = recv(c->fd[src], s->buf, FALLBACK_CHUNK, MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -436,7 +440,9 @@ static int pump_dir(state_t *s, conn_t *c, int d) {
     }
     got(s, c, x, src, (size_t)n);
     if (x->dst_shut) continue; /* discarded, see pend above */
-    STORE(s->fallback_chunks, s->fallback_chunks + 1);
+    if (want_pipe) STORE(s->fallback_chunks, s->fallback_chunks + 1);
+    else STORE(s->small_chunks, s->small_chunks + 1);
+    if (n == FALLBACK_CHUNK) x->bulk = 1;
     ssize_t w = 0;
     if (c->wr[dst]) {
       w = send(c->fd[dst], s->buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -1482,6 +1488,7 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
     {"pipesPooled", (double)__atomic_load_n(&s->npool, __ATOMIC_RELAXED)},
     {"pipesCreated", (double)__atomic_load_n(&s->pipes_created, __ATOMIC_RELAXED)},
     {"fallbackChunks", (double)__atomic_load_n(&s->fallback_chunks, __ATOMIC_RELAXED)},
+    {"smallChunks", (double)__atomic_load_n(&s->small_chunks, __ATOMIC_RELAXED)},
     {"pipesRefused", (double)__atomic_load_n(&s->pipes_refused, __ATOMIC_RELAXED)},
     {"pipesMax", (double)s->pipes_max},
   };
