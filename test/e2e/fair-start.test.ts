@@ -8,13 +8,23 @@
  * served, without giving up loop turns (they would only cost).
  */
 import t, { type Test } from 'tap';
-import net from 'node:net';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { startMux } from '../helpers/mux.js';
 import { tcpServer } from '../helpers/servers.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const BURST = 60;
 
-/** Opens the burst (from `burstAddresses` in turn) and then the lone client; resolves with the order the backend saw. */
+/**
+ * Opens the burst (from `burstAddresses` in turn) and then the lone client,
+ * each sending its banner at once; resolves with the order the backend saw.
+ * The clients run in a child process while this one (sniffmux's) is held,
+ * so every connection waits in the kernel's accept queue, in that order,
+ * with its banner already there, before sniffmux accepts any: the order
+ * then shows how sniffmux started them, not how fast each one's bytes came.
+ */
 async function startOrder(t: Test, burstAddresses: string[]): Promise<string[]> {
   const seen: string[] = [];
   let allSeen: () => void;
@@ -33,41 +43,38 @@ async function startOrder(t: Test, burstAddresses: string[]): Promise<string[]> 
     frontends: [{ name: 'fe', listen: ['127.0.0.1:0'], default: 'echo' }],
     backends: [{ name: 'echo', servers: [{ name: 'e1', address: backend.address }] }],
   });
-  const sockets: net.Socket[] = [];
+  const clients = [...Array.from({ length: BURST }, (_, i) => [`burst-${i}`, burstAddresses[i % burstAddresses.length]!]), ['lone', '127.0.6.2']];
+  const ready = path.join(tempDir('sniffmux-fair-'), 'ready');
+  const child = spawn(process.execPath, ['-e', CLIENTS, String(mux.port('fe')), JSON.stringify(clients), ready], { stdio: ['pipe', 'inherit', 'inherit'] });
   t.teardown(async () => {
-    for (const s of sockets) s.destroy();
+    child.kill();
     await mux.stop();
     await backend.close();
   });
-  const open = (name: string, localAddress: string): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const socket = net.connect({ port: mux.port('fe'), host: '127.0.0.1', localAddress }, () => {
-        socket.write(`SSH-2.0-${name}\r\n`);
-        resolve();
-      });
-      socket.on('error', reject);
-      sockets.push(socket);
-    });
-  // All at once: the burst first, the lone client last, in the kernel's accept queue in that order.
-  const connected = [...Array.from({ length: BURST }, (_, i) => open(`burst-${i}`, burstAddresses[i % burstAddresses.length]!)), open('lone', '127.0.6.2')];
-  await Promise.all(connected);
+  // Held, not sleeping: this process runs nothing (no accept) until the child has sent every banner.
+  const deadline = Date.now() + 20_000;
+  const hold = new Int32Array(new SharedArrayBuffer(4));
+  while (!existsSync(ready)) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error('the client process did not connect its clients');
+    Atomics.wait(hold, 0, 0, 2);
+  }
   await everyBanner;
   return seen;
 }
 
-/**
- * How far out of its place the furthest of these banners reached the
- * backend. Started in order, a connection can still be overtaken by the
- * next: one whose first bytes had come with the accept is routed at once,
- * while one whose bytes come a moment later waits for the native thread to
- * see them (src/frontend/fast-connection.ts), as HAProxy routes whichever
- * is ready first. That is a place or two, never a turn of the round-robin.
- */
-function displacement(banners: string[]): number {
-  const index = (s: string) => Number(s.split('-').pop());
-  const order = [...banners].sort((a, b) => index(a) - index(b));
-  return Math.max(0, ...banners.map((s, at) => Math.abs(at - order.indexOf(s))));
-}
+/** The child: connects each client in order, sends its banner, and says so (a file) once every banner is sent. */
+const CLIENTS = `
+  const net = require('node:net');
+  const fs = require('node:fs');
+  const [port, clients, ready] = [Number(process.argv[1]), JSON.parse(process.argv[2]), process.argv[3]];
+  let left = clients.length;
+  for (const [name, localAddress] of clients) {
+    const socket = net.connect({ port, host: '127.0.0.1', localAddress });
+    socket.on('error', (e) => { console.error(name, e.message); process.exit(1); });
+    socket.write('SSH-2.0-' + name + '\\r\\n', () => { if (--left === 0) fs.writeFileSync(ready, ''); });
+  }
+  process.stdin.resume(); // until the test kills it
+`;
 
 t.test('a burst from two addresses: a client from a third is started among the first, not after the burst', async (t) => {
   const seen = await startOrder(t, ['127.0.6.1', '127.0.6.3']);
@@ -78,14 +85,16 @@ t.test('a burst from two addresses: a client from a third is started among the f
   t.ok(position >= 0 && position <= BURST / 2 + 5, `the lone client was started ${position + 1}th of ${BURST + 1} (first come, first served: ${BURST + 1}th)`);
   for (const address of ['127.0.6.1', '127.0.6.3']) {
     const own = seen.filter((s) => s.startsWith('SSH-2.0-burst')).filter((s) => Number(s.split('-').pop()) % 2 === (address === '127.0.6.1' ? 0 : 1));
-    t.ok(displacement(own) <= 3, `${address}: its connections keep their order, give or take ${displacement(own)} places`);
+    t.same(own, [...own].sort((a, b) => Number(a.split('-').pop()) - Number(b.split('-').pop())), `${address}: its connections keep their order`);
   }
 });
 
 t.test('a burst from one address is started first come, first served (no turn given up: nobody to be fair to yet)', async (t) => {
   const seen = await startOrder(t, ['127.0.6.1']);
-  const burst = seen.filter((s) => s.startsWith('SSH-2.0-burst'));
-  t.equal(burst.length, BURST, 'every connection of the burst was served');
-  t.ok(displacement(burst) <= 3, `one address's connections keep their order, give or take ${displacement(burst)} places`);
+  t.same(
+    seen.filter((s) => s.startsWith('SSH-2.0-burst')),
+    Array.from({ length: BURST }, (_, i) => `SSH-2.0-burst-${i}`),
+    "one address's connections keep their order",
+  );
   t.ok(seen.includes('SSH-2.0-lone'), 'and the client from another address is served too');
 });
