@@ -64,7 +64,7 @@ ensurePeersInstalled(log);
 
 const notes: string[] = [
   'All processes run on the same 2-core machine: the load generator (one Node process), the bench backend (one Node process) and the proxy share the cores, so ratios to direct understate what a proxy on its own cores would reach, and the direct figures are bounded by the Node load generator and backend.',
-  'Each proxy runs as one process with one thread (HAProxy nbthread 1, nginx one worker without master, sslh-select, sniffmux workers: 1, whose native splice(2) loop runs on a second thread of that process: the JavaScript thread peeks at a new connection's first bytes as it accepts it (the native thread waits for them when none have come yet) and routes it, then the native thread connects and moves the bytes: small chunks copied, bulk spliced), except "sniffmux 2 workers" (workers: 2, workerBalance: kernel), logging off, started fresh for each measurement and warmed up with the same load (unmeasured) before it.',
+  'Each proxy runs as one process with one thread (HAProxy nbthread 1, nginx one worker without master, sslh-select, sniffmux workers: 1, whose native splice(2) loop runs on a second thread of that process: the JavaScript thread peeks at the first bytes of a new connection as it accepts it (the native thread waits for them when none have come yet) and routes it, then the native thread connects and moves the bytes: small chunks copied, bulk spliced), except "sniffmux 2 workers" (workers: 2, workerBalance: kernel), logging off, started fresh for each measurement and warmed up with the same load (unmeasured) before it.',
 ];
 
 /** sniffmux from dist/ (plain node, as `sniffmux run` would), whatever loader runs this script. */
