@@ -914,9 +914,14 @@ export class FrontJob implements NativeSplice {
  * released). Throws when the loop is unavailable.
  */
 export function watchFront(fd: number, peekMax: number, owner: FrontOwner): FrontJob {
+  return frontJob(owner, (id) => binding!.front(fd, id, peekMax));
+}
+
+/** A new FrontJob, its conn made by `front` (given the job's id), known to onBatch. */
+function frontJob(owner: FrontOwner, front: (id: number) => object): FrontJob {
   requireLoop();
   const id = nextId++;
-  const job = new FrontJob(id, binding!.front(fd, id, peekMax), owner);
+  const job = new FrontJob(id, front(id), owner);
   live.set(id, job);
   return job;
 }
@@ -939,16 +944,13 @@ export function peekFront(fd: number, max: number): Buffer | null {
  * connect fails at once; then there is no job.
  */
 export function connectFront(fd: number, peekMax: number, owner: FrontOwner, host: string, port: number, idleMs: number): FrontJob {
-  requireLoop();
-  const id = nextId++;
-  let handle: object;
-  try {
-    handle = binding!.front(fd, id, peekMax, host, port, null, idleArgument(idleMs));
-  } catch (err) {
-    throw asConnectError(err, host, port);
-  }
-  const job = new FrontJob(id, handle, owner);
+  const job = frontJob(owner, (id) => {
+    try {
+      return binding!.front(fd, id, peekMax, host, port, null, idleArgument(idleMs));
+    } catch (err) {
+      throw asConnectError(err, host, port);
+    }
+  });
   job.connecting(host, port);
-  live.set(id, job);
   return job;
 }

@@ -5,10 +5,12 @@ import { closeSync, readdirSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   adoptConnected,
+  connectFront,
   connectThenSplice,
   nativeConnect,
   nativeSpliceStats,
   nativeSpliceUnavailable,
+  peekFront,
   type ConnectSpliceOwner,
   type NativeSpliceResult,
   type SpliceOwner,
@@ -260,4 +262,59 @@ t.test('which servers the native thread connects to: numeric addresses; names an
   t.equal(at('localhost'), false);
   t.equal(at('backend.internal'), false);
   t.equal(at('fe80::1%eth0'), false, 'inet_pton cannot read a zone');
+});
+
+t.test('peekFront: a new socket\'s first bytes, read without taking them; connectFront then connects and splices from them', { skip }, async (t) => {
+  const echo = await echoServer();
+  t.teardown(() => echo.close());
+  const accepted: net.Socket[] = [];
+  const clientFor = () => acceptedPair(t, (a) => accepted.push(a));
+  const fdOf = (s: net.Socket): number => (s as unknown as { _handle: { fd: number } })._handle.fd;
+  const peeked = (s: net.Socket): string | null => peekFront(fdOf(s), 64)?.toString() ?? null;
+
+  const client = await clientFor();
+  await eventually('accepted', () => accepted.length === 1);
+  const a = accepted[0]!;
+  t.equal(peeked(a), null, 'nothing has come yet');
+  client.write('hello;');
+  await eventually('the first bytes came', () => peeked(a) !== null);
+  t.equal(peeked(a), 'hello;');
+  t.equal(peeked(a), 'hello;', 'peeking again sees the same bytes: none was taken');
+
+  const { told, end, owner } = recordingOwner();
+  connectFront(fdOf(a), 64, { ...owner, frontPeeked: () => told.push('peeked') }, '127.0.0.1', echo.port, 0);
+  const received = readAll(client);
+  client.end('more');
+  t.equal((await received).toString(), 'hello;more', 'the peeked bytes went to the server first, then the rest, echoed back');
+  await end;
+  t.same(told, ['connected', 'done done'], 'connected and spliced, never peeked again by the thread');
+  a.destroy();
+  client.destroy();
+
+  const closing = await clientFor();
+  await eventually('accepted', () => accepted.length === 2);
+  closing.end();
+  await eventually('the end of file came', () => peeked(accepted[1]!) !== null);
+  t.equal(peeked(accepted[1]!), '', 'an empty buffer at end of file');
+  accepted[1]!.destroy();
+  closing.destroy();
+
+  const port = await closedPort();
+  const refused = await clientFor();
+  await eventually('accepted', () => accepted.length === 3);
+  const second = recordingOwner();
+  const error = (() => {
+    try {
+      connectFront(fdOf(accepted[2]!), 64, { ...second.owner, frontPeeked: () => {} }, '127.0.0.1', port, 0);
+      return null;
+    } catch (e) {
+      return e as NodeJS.ErrnoException;
+    }
+  })();
+  // A refused loopback connect fails at once (thrown, no job) or a moment later (told).
+  const failure = error ?? ((await second.end) as NodeJS.ErrnoException);
+  t.equal(failure.code, 'ECONNREFUSED');
+  t.equal(failure.message, `connect ECONNREFUSED 127.0.0.1:${port}`);
+  accepted[2]!.destroy();
+  refused.destroy();
 });

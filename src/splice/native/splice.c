@@ -1178,6 +1178,11 @@ static int open_connect(const char *host, uint32_t port, int *fd) {
   return 0;
 }
 
+/* The throw for a connect that could not start: open_connect's errno, its *fd (-2: not a numeric address). */
+static napi_value throw_connect(napi_env env, int fd, int e) {
+  return throw_errno(env, fd == -2 ? "connect: not a numeric address" : "connect", e);
+}
+
 /*
  * connect(host, port, id) -> [fd, external]: a non-blocking TCP connect
  * (TCP_NODELAY, as the JavaScript connect) whose end the thread reports like
@@ -1231,7 +1236,7 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
     if (fd >= 0) close(fd);
     if (dupA >= 0) close(dupA);
     free(pre.pend);
-    return throw_errno(env, fd == -2 ? "connect: not a numeric address" : fd < 0 ? "socket" : "connect", e);
+    return throw_connect(env, fd, e);
   }
   c->fd[0] = dupA;
   c->fd[1] = fd;
@@ -1329,7 +1334,7 @@ static napi_value js_front(napi_env env, napi_callback_info info) {
     int e = open_connect(host, port, &server_fd);
     if (e) {
       free(pre.pend);
-      return throw_errno(env, server_fd == -2 ? "connect: not a numeric address" : "connect", e);
+      return throw_connect(env, server_fd, e);
     }
   }
   conn_t *c = new_conn(id);
@@ -1382,7 +1387,7 @@ static napi_value js_front_connect(napi_env env, napi_callback_info info) {
   int e = open_connect(host, port, &fd);
   if (e) {
     free(pre.pend);
-    return throw_errno(env, fd == -2 ? "connect: not a numeric address" : "connect", e);
+    return throw_connect(env, fd, e);
   }
   pthread_mutex_lock(&s->mu);
   set_connect(c, fd, &pre, idle);
