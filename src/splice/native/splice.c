@@ -122,6 +122,9 @@ typedef struct conn {
   int err;                 /* errno for *-error */
   int8_t end, first;       /* END_*, -1 while live; first side to FIN/fail or -1 */
   uint8_t rd[2], wr[2];    /* edge-triggered readiness per side */
+  /* a hangup (FIN, reset) has been told by an event of this side: its edge is spent, so reads go on to EOF even
+     after a short read (which otherwise means the socket is drained: the next byte brings a new edge) */
+  uint8_t hup[2];
   uint8_t queued, abort_req, registered, closed, in_ready;
   /* a connect() in flight on fd[1]: CONNECT_ONLY (fd[0] is -1, the fd goes to JS) or
      CONNECT_SPLICE (fd[0] is the client, spliced as soon as fd[1] connects): see js_connect */
@@ -348,6 +351,10 @@ static int send_pending(state_t *s, conn_t *c, dir_t *x, int dst) {
   return 1;
 }
 
+static int dir_finished(const dir_t *x) {
+  return x->src_eof && x->dst_shut && !x->pend && !x->in_pipe;
+}
+
 /*
  * Moves what it can in direction d. Returns -1 if the conn was closed,
  * 1 if the budget ran out with work left, 0 if blocked (or finished).
@@ -388,7 +395,9 @@ static int pump_dir(state_t *s, conn_t *c, int d) {
     if (x->src_eof) {
       if (!x->dst_shut) {
         x->dst_shut = 1;
-        if (shutdown(c->fd[dst], SHUT_WR) < 0 && errno != ENOTCONN) {
+        /* the other way is over too, so dst is closed next: a descriptor made here sends its FIN as it closes */
+        const int closing = dst == 1 && c->b_owned && dir_finished(&c->d[1]);
+        if (!closing && shutdown(c->fd[dst], SHUT_WR) < 0 && errno != ENOTCONN) {
           fail(s, c, dst, errno);
           return -1;
         }
@@ -443,6 +452,7 @@ static int pump_dir(state_t *s, conn_t *c, int d) {
     if (want_pipe) STORE(s->fallback_chunks, s->fallback_chunks + 1);
     else STORE(s->small_chunks, s->small_chunks + 1);
     if (n == FALLBACK_CHUNK) x->bulk = 1;
+    else if (!c->hup[src]) c->rd[src] = 0; /* drained: no recv() just to hear EAGAIN */
     ssize_t w = 0;
     if (c->wr[dst]) {
       w = send(c->fd[dst], s->buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -468,10 +478,6 @@ static int pump_dir(state_t *s, conn_t *c, int d) {
       STORE(x->unsent, x->pend_len);
     }
   }
-}
-
-static int dir_finished(const dir_t *x) {
-  return x->src_eof && x->dst_shut && !x->pend && !x->in_pipe;
 }
 
 static void pump(state_t *s, conn_t *c) {
@@ -718,6 +724,7 @@ static void *thread_main(void *arg) {
       int side = (int)(p & 1);
       if (c->closed) continue;
       uint32_t e = evs[i].events;
+      if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->hup[side] = 1;
       if (c->peeking) {
         /* the first event of a new socket is usually "writable" alone: nothing to peek at yet */
         if (c->peeking == PEEK_WAITING && (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) front_peek(s, c, e);
