@@ -1,4 +1,5 @@
 import { NEED_MORE, noMatch, type Probe, type ProbeResult } from './probe.js';
+import { matchPrefix } from './prefix.js';
 
 /**
  * A Flash Player socket policy request: the player connects (to port 843, or
@@ -10,7 +11,7 @@ export const POLICY_REQUEST = Buffer.from('<policy-file-request/>\0', 'latin1');
 const MATCH: ProbeResult = Object.freeze({ kind: 'match', complete: true });
 
 export const probeFlashPolicy: Probe = (bytes) => {
-  const compared = Math.min(bytes.length, POLICY_REQUEST.length);
-  if (bytes.compare(POLICY_REQUEST, 0, compared, 0, compared) !== 0) return noMatch('not a policy file request');
-  return compared === POLICY_REQUEST.length ? MATCH : NEED_MORE;
+  const found = matchPrefix(bytes, POLICY_REQUEST);
+  if (found === 'differs') return noMatch('not a policy file request');
+  return found === 'whole' ? MATCH : NEED_MORE;
 };

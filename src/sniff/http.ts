@@ -1,4 +1,5 @@
 import { NEED_MORE, noMatch, type HttpHead, type Probe, type ProbeResult } from './probe.js';
+import { matchPrefix } from './prefix.js';
 
 /**
  * HTTP/1.x request probe.
@@ -94,8 +95,7 @@ function readRequestLine(bytes: Buffer): RequestLine | ProbeResult {
   if (pos === methodEnd) return noMatch('empty request target');
   const targetEnd = pos++;
 
-  const compared = Math.min(bytes.length - pos, VERSION_PREFIX.length);
-  if (bytes.compare(VERSION_PREFIX, 0, compared, pos, pos + compared) !== 0) return noMatch('not HTTP/1.x');
+  if (matchPrefix(bytes, VERSION_PREFIX, pos) === 'differs') return noMatch('not HTTP/1.x');
   pos += VERSION_PREFIX.length;
   if (pos >= bytes.length) return NEED_MORE;
   const minor = bytes[pos++];
@@ -118,9 +118,9 @@ function readRequestLine(bytes: Buffer): RequestLine | ProbeResult {
 function matchMethod(bytes: Buffer): number {
   let prefixOfOne = false;
   for (const candidate of METHOD_PREFIXES) {
-    const compared = Math.min(bytes.length, candidate.length);
-    if (bytes.compare(candidate, 0, compared, 0, compared) !== 0) continue;
-    if (compared === candidate.length) return compared;
+    const found = matchPrefix(bytes, candidate);
+    if (found === 'differs') continue;
+    if (found === 'whole') return candidate.length;
     prefixOfOne = true;
   }
   return prefixOfOne ? 0 : -1;

@@ -1,4 +1,5 @@
 import { NEED_MORE, noMatch, type Probe, type ProbeResult } from './probe.js';
+import { matchPrefix } from './prefix.js';
 
 /**
  * HTTP/2 with prior knowledge (RFC 9113 §3.3): the client opens with a fixed
@@ -11,7 +12,7 @@ export const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'la
 const MATCH: ProbeResult = Object.freeze({ kind: 'match', complete: true });
 
 export const probeHttp2: Probe = (bytes) => {
-  const compared = Math.min(bytes.length, HTTP2_PREFACE.length);
-  if (bytes.compare(HTTP2_PREFACE, 0, compared, 0, compared) !== 0) return noMatch('not the HTTP/2 preface');
-  return compared === HTTP2_PREFACE.length ? MATCH : NEED_MORE;
+  const found = matchPrefix(bytes, HTTP2_PREFACE);
+  if (found === 'differs') return noMatch('not the HTTP/2 preface');
+  return found === 'whole' ? MATCH : NEED_MORE;
 };

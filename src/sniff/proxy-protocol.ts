@@ -1,4 +1,5 @@
 import { isIPv4, isIPv6 } from 'node:net';
+import { matchPrefix } from './prefix.js';
 
 /**
  * The PROXY protocol (HAProxy's proxy-protocol.txt, versions 1 and 2): a
@@ -87,8 +88,7 @@ export function parseProxyHeader(bytes: Buffer): ProxyParse {
 // ---- version 1 -------------------------------------------------------------------
 
 function parseV1(bytes: Buffer): ProxyParse {
-  const compared = Math.min(bytes.length, V1_PREFIX.length);
-  if (bytes.compare(V1_PREFIX, 0, compared, 0, compared) !== 0) return invalid('not a PROXY header');
+  if (matchPrefix(bytes, V1_PREFIX) === 'differs') return invalid('not a PROXY header');
   const lf = bytes.subarray(0, PROXY_V1_MAX_LENGTH).indexOf(LF, V1_PREFIX.length);
   if (lf < 0) {
     if (bytes.length >= PROXY_V1_MAX_LENGTH) return invalid('v1 line longer than 107 bytes');
@@ -184,8 +184,7 @@ const V2_FAMILIES = new Map<number, V2Family>([
 ]);
 
 function parseV2(bytes: Buffer): ProxyParse {
-  const compared = Math.min(bytes.length, V2_SIGNATURE.length);
-  if (bytes.compare(V2_SIGNATURE, 0, compared, 0, compared) !== 0) return invalid('not a PROXY header');
+  if (matchPrefix(bytes, V2_SIGNATURE) === 'differs') return invalid('not a PROXY header');
   if (bytes.length <= 12) return NEED_MORE;
   const versionCommand = bytes[12]!;
   if (versionCommand >> 4 !== 2) return invalid(`v2 version ${versionCommand >> 4} is not 2`);

@@ -1,4 +1,5 @@
 import { NEED_MORE, noMatch, type Probe, type ProbeResult } from './probe.js';
+import { matchPrefix } from './prefix.js';
 
 /**
  * SSH identification string (RFC 4253 §4.2): "SSH-protoversion-softwareversion".
@@ -13,9 +14,9 @@ const MATCH: ProbeResult = Object.freeze({ kind: 'match', complete: true });
 export const probeSsh: Probe = (bytes) => {
   let prefixOfOne = false;
   for (const banner of BANNERS) {
-    const compared = Math.min(bytes.length, banner.length);
-    if (bytes.compare(banner, 0, compared, 0, compared) !== 0) continue;
-    if (compared === banner.length) return MATCH;
+    const found = matchPrefix(bytes, banner);
+    if (found === 'differs') continue;
+    if (found === 'whole') return MATCH;
     prefixOfOne = true;
   }
   return prefixOfOne ? NEED_MORE : noMatch('not an SSH-2.0 identification string');
