@@ -119,10 +119,12 @@ export class ClientConnection implements RouteFacts {
     this.phase = listen.proxyProtocol ? 'proxy-header' : 'sniff';
     socket.setNoDelay(true);
     this.attachClient(socket);
-    // The inspect delay counts from the accept, also when a FastConnection had it first.
-    const delay = Math.max(0, frontend.config.inspect.delay - (performance.now() - this.startedAt));
+    // The inspect delay counts from the accept, also when a FastConnection had it first; one the sniff budget
+    // made decide now decides on what it reads first, outside the budget (it left it already).
+    const budgetSpent = this.fastStart?.budgetSpent === true;
+    const delay = budgetSpent ? 0 : Math.max(0, frontend.config.inspect.delay - (performance.now() - this.startedAt));
     this.timer = setTimeout(ClientConnection.inspectDelayOver, delay, this);
-    frontend.process.sniffBudget.enter(this, this.srcIp);
+    if (!budgetSpent) frontend.process.sniffBudget.enter(this, this.srcIp);
     if (listen.proxyProtocol && !trustedProxy(listen, this.srcIp)) {
       this.reject('bad-request', `a PROXY header from ${this.srcIp} is not trusted (not in trustedProxies)`);
     }

@@ -27,6 +27,8 @@ export interface FastStart {
   readonly backend: BackendPool | null;
   readonly tried: ReadonlySet<ServerState>;
   readonly failure: ConnectError | null;
+  /** Made to decide now by the sniff budget: the JavaScript path decides on what has come, without entering the budget again (which would push out the next oldest, and so on down the line). */
+  readonly budgetSpent: boolean;
 }
 
 /** Set on the net.Socket made of a fast connection's handle (fallBack): where it got to. */
@@ -36,11 +38,18 @@ export function fastStartOf(socket: object): FastStart | undefined {
   return (socket as { [kFastStart]?: FastStart })[kFastStart];
 }
 
+/** The listener a fast connection came in on, as far as it needs to know: the host's own record of it, kept for the host. */
+export interface FastListener {
+  readonly listen: Listen;
+  /** The port it is bound to: the connection's local port. */
+  readonly port: number;
+}
+
 /** The Instance, as a fast connection sees it. */
-export interface FastHost {
+export interface FastHost<L extends FastListener> {
   /** The JavaScript path takes the connection over: a net.Socket is made of the handle, every byte still unread. */
-  fallBack(connection: FastConnection, frontend: FrontendRuntime, handle: AcceptedHandle, start: FastStart): void;
-  connectionDone(connection: FastConnection, frontend: FrontendRuntime): void;
+  fallBack(connection: FastConnection<L>, frontend: FrontendRuntime, handle: AcceptedHandle, start: FastStart): void;
+  connectionDone(connection: FastConnection<L>, frontend: FrontendRuntime): void;
 }
 
 type Phase = 'sniff' | 'connect' | 'splice' | 'done';
@@ -57,7 +66,7 @@ type Phase = 'sniff' | 'connect' | 'splice' | 'done';
  * fails) falls back to a ClientConnection over the same handle, which reads
  * the same bytes, so nothing differs but the cost.
  */
-export class FastConnection implements RouteFacts, FrontOwner {
+export class FastConnection<L extends FastListener = FastListener> implements RouteFacts, FrontOwner {
   // RouteFacts
   final = false;
   readonly encrypted = false;
@@ -86,9 +95,8 @@ export class FastConnection implements RouteFacts, FrontOwner {
   constructor(
     private readonly handle: AcceptedHandle,
     private readonly frontend: FrontendRuntime,
-    private readonly listen: Listen,
-    private readonly host: FastHost,
-    readonly localPort: number,
+    readonly listener: L,
+    private readonly host: FastHost<L>,
     srcIp: string,
     clientPort: number,
   ) {
@@ -114,6 +122,10 @@ export class FastConnection implements RouteFacts, FrontOwner {
   }
 
   // ---- RouteFacts ---------------------------------------------------------
+
+  get localPort(): number {
+    return this.listener.port;
+  }
 
   probe(protocol: ProbedProtocol): 'match' | 'no-match' | 'need-more' {
     return this.view ? this.view.probe(protocol) : 'need-more';
@@ -142,7 +154,7 @@ export class FastConnection implements RouteFacts, FrontOwner {
 
   /** The sniff budget is spent: the JavaScript path decides it at once (as the inspect delay's end). */
   decideNow(): void {
-    if (this.phase === 'sniff') this.fallBack();
+    if (this.phase === 'sniff') this.fallBack(null, true);
   }
 
   private static inspectDelayOver(connection: FastConnection): void {
@@ -220,13 +232,13 @@ export class FastConnection implements RouteFacts, FrontOwner {
 
   // ---- the end --------------------------------------------------------------
 
-  private fallBack(failure: ConnectError | null = null): void {
+  private fallBack(failure: ConnectError | null = null, budgetSpent = false): void {
     if (this.phase === 'sniff') this.stopSniffing();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.phase = 'done';
     this.job?.release();
-    this.host.fallBack(this, this.frontend, this.handle, { startedAt: this.startedAt, backend: this.backend, tried: this.tried, failure });
+    this.host.fallBack(this, this.frontend, this.handle, { startedAt: this.startedAt, backend: this.backend, tried: this.tried, failure, budgetSpent });
   }
 
   drain(): void {}
@@ -262,7 +274,7 @@ export class FastConnection implements RouteFacts, FrontOwner {
     return {
       client: this.clientAddress,
       frontend: this.frontend.name,
-      listen: this.listen.address.text,
+      listen: this.listener.listen.address.text,
       protocol: view?.protocol ?? null,
       tls: view?.protocol === 'tls',
       sni: hello?.sni ?? null,

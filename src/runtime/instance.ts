@@ -31,7 +31,7 @@ export interface BoundAddress {
 }
 
 /** A connection the Instance holds open: a ClientConnection, or a FastConnection the native thread carries. */
-type Open = ClientConnection | FastConnection;
+type Open = ClientConnection | FastConnection<BoundListener>;
 
 /** The raw handle Node's accept made (TCPWrap), as the accept hook gets it. */
 type ClientHandle = AcceptedHandle & { getpeername(out: { address?: string; port?: number }): number; setNoDelay(on: boolean): number };
@@ -40,7 +40,7 @@ type ClientHandle = AcceptedHandle & { getpeername(out: { address?: string; port
  * One running sniffmux: the frontends and backends of a config, their
  * listeners and every open connection. `start` binds, `stop` drains.
  */
-export class Instance implements FastHost {
+export class Instance implements FastHost<BoundListener> {
   /** Finished connections, added up for /status and /metrics. */
   readonly stats = new Stats();
   readonly startedAt = Date.now();
@@ -291,22 +291,20 @@ export class Instance implements FastHost {
     if (!this.counters.sniffBudget.admit(source)) return false;
     // As Node's own accept does for a server made with noDelay (bindListener): small spliced writes are not held back.
     client.setNoDelay(true);
-    let connection: FastConnection;
+    let connection: FastConnection<BoundListener>;
     try {
-      connection = new FastConnection(client, frontend, listener.listen, this, listener.port, source, peer.port ?? 0);
+      connection = new FastConnection(client, frontend, listener, this, source, peer.port ?? 0);
     } catch {
       return false; // the native thread cannot take it: Node's way
     }
     this.opened(connection, frontend);
-    fastListeners.set(connection, listener);
     connection.start();
     return true;
   }
 
   /** A FastConnection hands over (FastHost): the handle becomes a net.Socket, counted and served as any other from here. */
-  fallBack(connection: FastConnection, frontend: FrontendRuntime, handle: AcceptedHandle, start: FastStart): void {
-    const listener = fastListeners.get(connection)!;
-    fastListeners.delete(connection);
+  fallBack(connection: FastConnection<BoundListener>, frontend: FrontendRuntime, handle: AcceptedHandle, start: FastStart): void {
+    const listener = connection.listener;
     this.forget(connection, frontend);
     frontend.total--; // counted again when served
     const socket = new net.Socket({ handle: handle as never, allowHalfOpen: true, pauseOnCreate: true, readable: true, writable: true } as net.SocketConstructorOpts);
@@ -534,8 +532,6 @@ interface Generation {
   readonly health: HealthMonitor;
 }
 
-/** The listener each FastConnection came in on (for its fall-back to the JavaScript path). */
-const fastListeners = new WeakMap<FastConnection, BoundListener>();
 
 interface BoundListener {
   server: net.Server;

@@ -86,9 +86,12 @@ t.test('sniff budget in total: past it, the oldest sniffing connection is decide
   const { mux, silent } = await setup(t, { sniffBudget: { total: 20 } });
   const first = (await silent(1))[0]!;
   const greeted = new Promise<string>((resolve) => first.once('data', (d: Buffer) => resolve(firstLine(d))));
-  await silent(20);
+  const younger = await silent(20);
   t.equal(await greeted, 'none-route', 'the oldest silent client went to its protocol: none route without waiting 30 s');
   t.equal(await realClient(mux.port('fe')), 'web');
+  // Only the oldest: had the one it handed over to entered the budget again, it would have pushed out the next
+  // oldest, and so on down to the newest, all greeted as the 21st arrived (before the real client connected).
+  t.equal(younger.filter((s) => s.bytesRead > 0).length, 0, 'the 20 younger ones are still sniffing, not greeted');
 });
 
 t.test('global maxconn holds the next connection, unanswered, until one closes', async (t) => {
