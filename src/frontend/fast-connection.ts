@@ -8,7 +8,7 @@ import type { Termination } from '../observe/termination.js';
 import type { RouteFacts } from '../route/facts.js';
 import type { HttpHead, ProbedProtocol, RouteProtocol, TlsHello } from '../sniff/probe.js';
 import { Sniffer, type SniffView } from '../sniff/sniffer.js';
-import { connectFront, peekFront, watchFront, type FrontJob, type FrontOwner, type NativeSplice, type NativeSpliceResult } from '../splice/native.js';
+import { answerFront, connectFront, peekFront, watchFront, type FrontJob, type FrontOwner, type NativeSplice, type NativeSpliceResult } from '../splice/native.js';
 import { formatAddress } from './client-address.js';
 import { decide } from './decide.js';
 import type { FrontendRuntime } from './frontend.js';
@@ -148,6 +148,7 @@ export class FastConnection<L extends FastListener = FastListener> implements Ro
     this.final = eof || bytes.length >= this.frontend.config.inspect.maxBytes;
     this.view = this.sniffer.update(bytes, this.final);
     const outcome = decide(this.frontend.config, this.frontend.routes, this);
+    if (outcome.kind === 'policy') return this.answerPolicy();
     if (outcome.kind !== 'backend') return this.fallBack();
     this.route(this.frontend.pools.get(outcome.backend)!);
   }
@@ -169,6 +170,20 @@ export class FastConnection<L extends FastListener = FastListener> implements Ro
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     this.sniffer.done();
+  }
+
+  /** A Flash policy request: the thread sends the answer and a FIN, then drops what the client sends until it closes, as the JavaScript path does. */
+  private answerPolicy(): void {
+    this.job?.release(); // the watching job: the answer is another
+    this.job = null;
+    try {
+      this.job = answerFront(this.handle.fd, this, this.frontend.policyResponse, this.frontend.config.timeouts.client);
+    } catch {
+      return this.fallBack();
+    }
+    this.stopSniffing();
+    this.phase = 'splice';
+    this.termination = 'policy-served';
   }
 
   // ---- connect and splice -------------------------------------------------

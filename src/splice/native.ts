@@ -65,6 +65,8 @@ interface Binding {
   front(fd: number, id: number, peekMax: number): object;
   /** The same socket, its bytes already peeked and sniffed by JS: connected at once as frontConnect does (nothing is peeked). */
   front(fd: number, id: number, peekMax: number, host: string, port: number, preA: Buffer | null, idleMs: number): object;
+  /** The same socket answered with no server: reply, a FIN, the client's bytes dropped until its FIN; told as a splice's end. */
+  answer(fd: number, id: number, reply: Buffer, idleMs: number): object;
   /** Its first bytes, read without taking them: null when none have come, empty at end of file; throws when the socket has failed. */
   peek(fd: number, max: number): Buffer | null;
   /** Connects a front conn and splices it once connected (as a connect with fdA). */
@@ -923,6 +925,19 @@ function frontJob(owner: FrontOwner, front: (id: number) => object): FrontJob {
   const id = nextId++;
   const job = new FrontJob(id, front(id), owner);
   live.set(id, job);
+  return job;
+}
+
+/**
+ * A just-accepted socket answered by the thread with no server (a Flash
+ * policy request): `reply`, then a FIN; the client's bytes (its request
+ * included, still unread) are read and dropped until it closes, so the close
+ * never resets away the reply. Its end comes as a splice's (spliceDone), the
+ * reply counted as bytes to the client. Throws when the loop is unavailable.
+ */
+export function answerFront(fd: number, owner: FrontOwner, reply: Buffer, idleMs: number): FrontJob {
+  const job = frontJob(owner, (id) => binding!.answer(fd, id, reply, idleArgument(idleMs)));
+  job.state = 'native';
   return job;
 }
 

@@ -518,6 +518,7 @@ static void do_register(state_t *s, conn_t *c) {
   /* a CONNECT_SPLICE server side is watched for the splice from the start, so connecting costs no second epoll_ctl */
   uint32_t events = c->connecting == CONNECT_ONLY ? EPOLLOUT | EPOLLET : SPLICE_EVENTS;
   for (int i = c->connecting ? 1 : 0; i < (c->peeking ? 1 : 2); i++) {
+    if (c->fd[i] < 0) continue; /* answer(): no server side */
     int e = watch(s, c, i, events);
     if (e) {
       fail(s, c, i, e);
@@ -667,7 +668,7 @@ static void scan_timeouts(state_t *s) {
   while (c) {
     conn_t *nx = c->next;
     if (c->idle_ms) {
-      uint32_t ea = s->t - c->last[0], eb = s->t - c->last[1]; /* elapsed, wrap-safe */
+      uint32_t ea = s->t - c->last[0], eb = c->fd[1] < 0 ? ea : s->t - c->last[1]; /* elapsed, wrap-safe; answer(): a alone */
       int xa = ea >= c->idle_ms, xb = eb >= c->idle_ms;
       if (xa || xb) {
         int side;
@@ -1405,6 +1406,48 @@ static napi_value js_front_connect(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * answer(fd, id, reply, idleMs) -> external: a just-accepted socket JS still
+ * holds (as front) is answered here, with no server: reply is sent, then a
+ * FIN, and whatever the client sends is read and dropped until its own FIN,
+ * so that closing never turns into a reset that loses the reply (a Flash
+ * policy request is answered so). Told as a splice's end, the reply counted
+ * as bytes to a; idleMs as a splice's (a side's silence).
+ */
+static napi_value js_answer(napi_env env, napi_callback_info info) {
+  state_t *s = started_state(env);
+  if (!s) return NULL;
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int fd;
+  double id;
+  uint32_t idle;
+  conn_t *c = NULL;
+  if (argc < 4 || !get_fd(env, argv[0], &fd) || napi_get_value_double(env, argv[1], &id) != napi_ok ||
+      napi_get_value_uint32(env, argv[3], &idle) != napi_ok || !(c = new_conn(id)) || copy_pre(env, argv[2], &c->d[1]) < 0) {
+    free(c);
+    napi_throw_type_error(env, NULL, "answer(fd, id, reply, idleMs)");
+    return NULL;
+  }
+  c->fd[0] = fd;
+  c->a_borrowed = 1;
+  c->idle_ms = idle;
+  c->pre_left[1] = c->d[1].pend_len;
+  c->d[1].src_eof = 1; /* the reply is all there is to send */
+  c->first = 1;
+  c->d[0].dst_shut = 1; /* the client's bytes go nowhere */
+  napi_value ext;
+  if (napi_create_external(env, c, NULL, NULL, &ext) != napi_ok) {
+    free(c->d[1].pend);
+    free(c);
+    napi_throw_error(env, NULL, "napi_create_external failed");
+    return NULL;
+  }
+  enqueue_new(env, s, c);
+  return ext;
+}
+
+/*
  * peek(fd, max) -> Buffer | null: the first bytes (at most max) a socket has
  * received, read without taking them (MSG_PEEK); null when nothing has come
  * yet, an empty Buffer at end of file; throws with errno when the socket has
@@ -1532,6 +1575,8 @@ static napi_value init(napi_env env, napi_value exports) {
   CHECK(napi_set_named_property(env, exports, "front", fn));
   CHECK(napi_create_function(env, "frontConnect", NAPI_AUTO_LENGTH, js_front_connect, NULL, &fn));
   CHECK(napi_set_named_property(env, exports, "frontConnect", fn));
+  CHECK(napi_create_function(env, "answer", NAPI_AUTO_LENGTH, js_answer, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "answer", fn));
   CHECK(napi_create_function(env, "peek", NAPI_AUTO_LENGTH, js_peek, NULL, &fn));
   CHECK(napi_set_named_property(env, exports, "peek", fn));
   CHECK(napi_create_function(env, "abort", NAPI_AUTO_LENGTH, js_abort, NULL, &fn));
