@@ -532,7 +532,6 @@ interface Generation {
   readonly health: HealthMonitor;
 }
 
-
 interface BoundListener {
   server: net.Server;
   /** The frontend it serves now (a reload may move an address to another frontend). */

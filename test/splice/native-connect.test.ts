@@ -5,6 +5,7 @@ import { closeSync, readdirSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   adoptConnected,
+  answerFront,
   connectFront,
   connectThenSplice,
   nativeConnect,
@@ -157,10 +158,11 @@ function recordingOwner() {
 
 /** A client connected to a little proxy; `onAccepted` gets the accepted socket, paused. */
 async function acceptedPair(t: { teardown(fn: () => unknown): void }, onAccepted: (a: net.Socket) => void) {
+  // pauseOnConnect: Node never starts reading it (pause() alone lets it read into its own buffer, taking the bytes).
   const proxy = await tcpServer((a) => {
     a.pause();
     onAccepted(a);
-  }, { allowHalfOpen: true });
+  }, { allowHalfOpen: true, pauseOnConnect: true });
   t.teardown(() => proxy.close());
   const client = net.connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true });
   await once(client, 'connect');
@@ -317,4 +319,27 @@ t.test('peekFront: a new socket\'s first bytes, read without taking them; connec
   t.equal(failure.message, `connect ECONNREFUSED 127.0.0.1:${port}`);
   accepted[2]!.destroy();
   refused.destroy();
+});
+
+t.test('answerFront: the reply, then a FIN; what the client sends is dropped until it closes, and counted', { skip }, async (t) => {
+  const accepted: net.Socket[] = [];
+  const client = await acceptedPair(t, (a) => accepted.push(a));
+  await eventually('accepted', () => accepted.length === 1);
+  const a = accepted[0]!;
+  client.write('<request/>');
+  const { told, end, owner } = recordingOwner();
+  const fd = (a as unknown as { _handle: { fd: number } })._handle.fd;
+  answerFront(fd, { ...owner, frontPeeked: () => told.push('peeked') }, Buffer.from('the answer\0'), 0);
+  const received = readAll(client); // resolves at the FIN, while the client's own side is still open
+  t.equal((await received).toString(), 'the answer\0', 'the reply, then the end of the stream');
+  t.same(told, [], 'nothing told while the client is still there');
+  const dropped = randomBytes(100_000);
+  client.end(dropped);
+  const r = (await end) as NativeSpliceResult;
+  t.same(told, ['done done'], 'its end, as a splice ends; never connected, never peeked');
+  t.equal(r.bytes.toA, 'the answer\0'.length, 'bytes to the client: the reply');
+  t.equal(r.bytes.fromA, '<request/>'.length + dropped.length, 'bytes from the client: all of it, read and dropped');
+  t.equal(peekFront(fd, 64)?.length, 0, 'nothing left unread on the socket: end of file (its close sends no reset)');
+  a.destroy();
+  client.destroy();
 });

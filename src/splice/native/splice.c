@@ -852,6 +852,10 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
 }
 
 static void free_unregistered(conn_t *c) {
+  if (c->connect_cmd) { /* front() with a connect, never applied */
+    close(c->next_fd);
+    free(c->next_pre.pend);
+  }
   for (int i = 0; i < 2; i++) {
     if (c->fd[i] >= 0 && !(i == 0 && c->a_borrowed)) close(c->fd[i]);
     free(c->d[i].pend);
@@ -1062,6 +1066,19 @@ static void enqueue_new(napi_env env, state_t *s, conn_t *c) {
   queue_locked(s, c);
   pthread_mutex_unlock(&s->mu);
   wake(s);
+}
+
+/* A new front conn, made ready by the caller, becomes JS's handle and goes to the thread; if it cannot, it is freed
+   (its own descriptors closed, JS's left alone) and NULL comes back, with an error thrown. */
+static napi_value hand_over(napi_env env, state_t *s, conn_t *c) {
+  napi_value ext;
+  if (napi_create_external(env, c, NULL, NULL, &ext) != napi_ok) {
+    free_unregistered(c);
+    napi_throw_error(env, NULL, "napi_create_external failed");
+    return NULL;
+  }
+  enqueue_new(env, s, c);
+  return ext;
 }
 
 /* A connect's host (numeric: see open_connect) and port (1..65535) from two arguments; 0 when either is not. */
@@ -1355,18 +1372,9 @@ static napi_value js_front(napi_env env, napi_callback_info info) {
   c->a_borrowed = 1;
   c->peeking = connect_now ? PEEK_TOLD : PEEK_WAITING;
   c->peek_max = peek_max;
-  napi_value ext;
-  if (napi_create_external(env, c, NULL, NULL, &ext) != napi_ok) {
-    if (server_fd >= 0) close(server_fd);
-    free(pre.pend);
-    free(c);
-    napi_throw_error(env, NULL, "napi_create_external failed");
-    return NULL;
-  }
   /* registered and then connected in one pass of drain_commands */
   if (connect_now) set_connect(c, server_fd, &pre, idle);
-  enqueue_new(env, s, c);
-  return ext;
+  return hand_over(env, s, c);
 }
 
 /*
@@ -1436,15 +1444,7 @@ static napi_value js_answer(napi_env env, napi_callback_info info) {
   c->d[1].src_eof = 1; /* the reply is all there is to send */
   c->first = 1;
   c->d[0].dst_shut = 1; /* the client's bytes go nowhere */
-  napi_value ext;
-  if (napi_create_external(env, c, NULL, NULL, &ext) != napi_ok) {
-    free(c->d[1].pend);
-    free(c);
-    napi_throw_error(env, NULL, "napi_create_external failed");
-    return NULL;
-  }
-  enqueue_new(env, s, c);
-  return ext;
+  return hand_over(env, s, c);
 }
 
 /*
