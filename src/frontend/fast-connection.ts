@@ -8,7 +8,18 @@ import type { Termination } from '../observe/termination.js';
 import type { RouteFacts } from '../route/facts.js';
 import type { HttpHead, ProbedProtocol, RouteProtocol, TlsHello } from '../sniff/probe.js';
 import { Sniffer, type SniffView } from '../sniff/sniffer.js';
-import { answerFront, connectFront, peekFront, watchFront, type FrontJob, type FrontOwner, type NativeSplice, type NativeSpliceResult } from '../splice/native.js';
+import { closeSync } from 'node:fs';
+import {
+  answerFront,
+  connectFront,
+  peekFront,
+  watchFront,
+  type AcceptedClient,
+  type FrontJob,
+  type FrontOwner,
+  type NativeSplice,
+  type NativeSpliceResult,
+} from '../splice/native.js';
 import { formatAddress } from './client-address.js';
 import { decide } from './decide.js';
 import type { FrontendRuntime } from './frontend.js';
@@ -17,6 +28,19 @@ import type { FrontendRuntime } from './frontend.js';
 export interface AcceptedHandle {
   readonly fd: number;
   close(callback?: () => void): void;
+}
+
+/** The descriptor of a client the native thread accepted (AcceptedClient): closed here, or made a net.Socket of by the host. */
+export class AcceptedDescriptor implements AcceptedHandle {
+  constructor(readonly fd: number) {}
+
+  close(): void {
+    try {
+      closeSync(this.fd);
+    } catch {
+      // closed already
+    }
+  }
 }
 
 /** Where a fast connection got to when it hands over to the JavaScript path (ClientConnection takes it from there). */
@@ -77,8 +101,10 @@ export class FastConnection<L extends FastListener = FastListener> implements Ro
   private readonly startedAt = performance.now();
   private readonly sniffer: Sniffer;
   private view: SniffView | undefined;
-  /** What had come by the accept (peekFront): decided on at start, with no thread involved until the connect. */
+  /** What had come by the accept (peekFront, or the thread's): decided on at start, with no thread involved until the connect. */
   private peekedAtAccept: Buffer | null;
+  private peekedEof = false;
+  private peekedErrno = 0;
   /** The thread's side of it: watching for the first bytes, or (made by the connect) connecting and splicing. */
   private job: FrontJob | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -99,11 +125,24 @@ export class FastConnection<L extends FastListener = FastListener> implements Ro
     private readonly host: FastHost<L>,
     srcIp: string,
     clientPort: number,
+    /** accepted by the native thread, which watches it already (else Node accepted it: handle is its TCPWrap) */
+    accepted?: AcceptedClient,
   ) {
     this.srcIp = srcIp;
     this.clientAddress = formatAddress(srcIp, clientPort);
-    this.sniffer = new Sniffer({ maxBytes: frontend.config.inspect.maxBytes });
-    this.peekedAtAccept = peekFront(handle.fd, frontend.config.inspect.maxBytes);
+    const maxBytes = frontend.config.inspect.maxBytes;
+    this.sniffer = new Sniffer({ maxBytes });
+    if (accepted) {
+      this.job = accepted.job;
+      accepted.job.owner = this;
+      // A reload may have lowered inspect.maxBytes since the listener was made with it.
+      this.peekedAtAccept = accepted.first && accepted.first.length > maxBytes ? accepted.first.subarray(0, maxBytes) : accepted.first;
+      this.peekedEof = accepted.eof;
+      this.peekedErrno = accepted.errno;
+    } else {
+      this.peekedAtAccept = peekFront(handle.fd, maxBytes);
+      if (this.peekedAtAccept === null) this.job = watchFront(handle.fd, maxBytes, this);
+    }
     if (this.peekedAtAccept === null) this.watch();
   }
 
@@ -111,12 +150,11 @@ export class FastConnection<L extends FastListener = FastListener> implements Ro
   start(): void {
     const first = this.peekedAtAccept;
     this.peekedAtAccept = null;
-    if (first !== null) this.frontPeeked(first, first.length === 0, 0);
+    if (first !== null) this.frontPeeked(first, this.peekedEof || first.length === 0, this.peekedErrno);
   }
 
   /** Nothing has come yet: the thread waits for the first bytes, within the inspect delay and the sniff budget. */
   private watch(): void {
-    this.job = watchFront(this.handle.fd, this.frontend.config.inspect.maxBytes, this);
     this.timer = setTimeout(FastConnection.inspectDelayOver, this.frontend.config.inspect.delay, this);
     this.frontend.process.sniffBudget.enter(this, this.srcIp);
   }

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import net from 'node:net';
 import v8 from 'node:v8';
 import { performance } from 'node:perf_hooks';
@@ -7,7 +8,7 @@ import { BackendPool } from '../backend/pool.js';
 import { onDescriptorShortage } from '../backend/connect.js';
 import { HealthMonitor } from '../backend/health/monitor.js';
 import { ClientConnection } from '../frontend/connection.js';
-import { FastConnection, kFastStart, type AcceptedHandle, type FastHost, type FastStart } from '../frontend/fast-connection.js';
+import { AcceptedDescriptor, FastConnection, kFastStart, type AcceptedHandle, type FastHost, type FastStart } from '../frontend/fast-connection.js';
 import { FrontendRuntime, type ProcessCounters } from '../frontend/frontend.js';
 import { bindListener, boundAddress } from '../frontend/listener.js';
 import { SniffBudget } from '../frontend/sniff-budget.js';
@@ -17,7 +18,7 @@ import { Stats } from '../observe/stats.js';
 import { compileRoutes } from '../route/index.js';
 import { configWarnings } from './warnings.js';
 import { SniffmuxError } from '../errors.js';
-import { startNativeSplice } from '../splice/native.js';
+import { listenNatively, nativeAcceptWindow, startNativeSplice, type AcceptedClient, type NativeListener } from '../splice/native.js';
 import { descriptorBudget, readDescriptorUse, type DescriptorBudget } from './descriptors.js';
 import { FairStart } from './fair-start.js';
 import { HeapPressure, oldGenerationLimit } from './heap-pressure.js';
@@ -140,7 +141,9 @@ export class Instance implements FastHost<BoundListener> {
     const use = readDescriptorUse();
     if (use === null) return;
     const checked = this.config.backends.reduce((n, b) => n + (b.healthCheck ? b.servers.length : 0), 0);
-    const budget = descriptorBudget(use, checked, MAX_PENDING);
+    // Clients the native thread has accepted and not yet told hold descriptors that no count here sees.
+    const untold = [...this.servers.values()].some((l) => l.native) ? nativeAcceptWindow : 0;
+    const budget = descriptorBudget(use, checked + untold, MAX_PENDING);
     this.descriptors = budget;
     this.counters.descriptorCeiling = budget.connections;
     this.counters.sniffBudget.setLimits(this.sniffLimits(this.config));
@@ -178,21 +181,24 @@ export class Instance implements FastHost<BoundListener> {
             bound.set(key, existing);
             continue;
           }
-          const listener: BoundListener = { server: null!, frontend: frontend.name, listen, port: 0 };
+          const listener: BoundListener = { server: null!, native: null, frontend: frontend.name, listen, host: '', port: 0 };
           listener.server = await bindListener(
             listen,
             (socket) => this.arrive(socket, listener),
             (error) => this.acceptFailed(listener, error),
           );
-          this.hookAccept(listener);
           bound.set(key, listener);
           const { host, port } = boundAddress(listener.server);
+          listener.host = host;
           listener.port = port;
-          this.logger.info({ frontend: frontend.name, listen: listen.address.text, host, port }, 'listening');
+          if (!this.acceptNatively(listener, frontend)) this.hookAccept(listener);
+          // accept: who accepts its clients, the native thread or Node (a PROXY-header listener, a cluster worker, global.splice js)
+          const accept = listener.native ? 'native' : 'node';
+          this.logger.info({ frontend: frontend.name, listen: listen.address.text, host, port, accept }, 'listening');
         }
       }
     } catch (error) {
-      for (const [key, listener] of bound) if (!this.servers.has(key)) listener.server.close();
+      for (const [key, listener] of bound) if (!this.servers.has(key)) void closeListener(listener);
       throw error;
     }
     return bound;
@@ -212,7 +218,7 @@ export class Instance implements FastHost<BoundListener> {
     const bound = await this.bindAll(next.frontends);
     for (const [key, listener] of this.servers) {
       if (!bound.has(key)) {
-        listener.server.close();
+        void closeListener(listener);
         this.logger.info({ frontend: listener.frontend, listen: listener.listen.address.text }, 'stopped listening');
       }
     }
@@ -245,11 +251,7 @@ export class Instance implements FastHost<BoundListener> {
 
   /** Where each listener actually is (tests listen on port 0). */
   addresses(): BoundAddress[] {
-    return [...this.servers.values()].map(({ server, frontend, listen }) => ({
-      frontend,
-      listen: listen.address.text,
-      ...boundAddress(server),
-    }));
+    return [...this.servers.values()].map(({ frontend, listen, host, port }) => ({ frontend, listen: listen.address.text, host, port }));
   }
 
   /** The first bound port of a frontend. */
@@ -280,15 +282,37 @@ export class Instance implements FastHost<BoundListener> {
     };
   }
 
+  /**
+   * The native thread accepts this listener's clients (NativeListener): the
+   * Node server, bound, gives the thread its socket and closes its own
+   * descriptor, so that libuv accepts nothing more. Not for a listener that
+   * expects a PROXY header, not in a cluster worker (the primary holds the
+   * socket), not with global.splice js, nor with SNIFFMUX_NATIVE_ACCEPT=0.
+   */
+  private acceptNatively(listener: BoundListener, frontend: FrontendRuntime): boolean {
+    const fd = (listener.server as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (listener.listen.proxyProtocol || cluster.isWorker || typeof fd !== 'number' || fd < 0) return false;
+    if (this.config.global.splice === 'js' || process.env.SNIFFMUX_NATIVE_ACCEPT === '0' || startNativeSplice() !== null) return false;
+    try {
+      listener.native = listenNatively(fd, frontend.config.inspect.maxBytes, {
+        accepted: (client) => this.nativeArrive(client, listener),
+        acceptFailed: (error) => this.acceptFailed(listener, error),
+      });
+    } catch {
+      return false;
+    }
+    listener.server.close();
+    return true;
+  }
+
   /** A new client served the fast way (FastConnection) when it starts at once and the native thread can take it; false: Node's way. */
   private fastArrive(client: ClientHandle, listener: BoundListener): boolean {
-    if (!this.counters.spliceNatively || !this.started || typeof client.fd !== 'number' || client.fd < 0) return false;
-    const frontend = this.frontendOf(listener);
+    if (typeof client.fd !== 'number' || client.fd < 0) return false;
+    const frontend = this.fastFrontend(listener);
     const peer: { address?: string; port?: number } = {};
     if (!frontend || client.getpeername(peer) !== 0) return false;
     const source = unmapIPv4(peer.address ?? '');
-    if (this.waitingFull() || !this.starting.startsNow(source) || frontend.full || this.memoryTight()) return false;
-    if (!this.counters.sniffBudget.admit(source)) return false;
+    if (!this.startsFast(frontend, source)) return false;
     // As Node's own accept does for a server made with noDelay (bindListener): small spliced writes are not held back.
     client.setNoDelay(true);
     let connection: FastConnection<BoundListener>;
@@ -302,12 +326,40 @@ export class Instance implements FastHost<BoundListener> {
     return true;
   }
 
+  /** A client the native thread accepted: served the fast way if it may be (as fastArrive), else taken back as a net.Socket, Node's way. */
+  private nativeArrive(client: AcceptedClient, listener: BoundListener): void {
+    const frontend = this.fastFrontend(listener);
+    const source = unmapIPv4(client.address);
+    if (frontend && this.startsFast(frontend, source)) {
+      const connection = new FastConnection(new AcceptedDescriptor(client.fd), frontend, listener, this, source, client.port, client);
+      this.opened(connection, frontend);
+      connection.start();
+      return;
+    }
+    client.job.release();
+    this.arrive(descriptorSocket(client.fd), listener);
+  }
+
+  /** The frontend of a listener when new clients may go the fast way at all. */
+  private fastFrontend(listener: BoundListener): FrontendRuntime | undefined {
+    return this.counters.spliceNatively && this.started ? this.frontendOf(listener) : undefined;
+  }
+
+  /** May a new client from source start at once, the fast way (nothing held, nothing refused)? Admitted to the sniff budget if so. */
+  private startsFast(frontend: FrontendRuntime, source: string): boolean {
+    if (this.waitingFull() || !this.starting.startsNow(source) || frontend.full || this.memoryTight()) return false;
+    return this.counters.sniffBudget.admit(source);
+  }
+
   /** A FastConnection hands over (FastHost): the handle becomes a net.Socket, counted and served as any other from here. */
   fallBack(connection: FastConnection<BoundListener>, frontend: FrontendRuntime, handle: AcceptedHandle, start: FastStart): void {
     const listener = connection.listener;
     this.forget(connection, frontend);
     frontend.total--; // counted again when served
-    const socket = new net.Socket({ handle: handle as never, allowHalfOpen: true, pauseOnCreate: true, readable: true, writable: true } as net.SocketConstructorOpts);
+    const socket =
+      handle instanceof AcceptedDescriptor
+        ? descriptorSocket(handle.fd)
+        : new net.Socket({ handle: handle as never, allowHalfOpen: true, pauseOnCreate: true, readable: true, writable: true } as net.SocketConstructorOpts);
     (socket as unknown as { [kFastStart]: FastStart })[kFastStart] = start;
     this.arrive(socket, listener);
   }
@@ -519,7 +571,7 @@ export class Instance implements FastHost<BoundListener> {
 
   /** Stops accepting at once; the promise settles when the listeners' last connections are gone. */
   private closeListeners(): Promise<void> {
-    const closing = [...this.servers.values()].map(({ server }) => new Promise<void>((resolve) => server.close(() => resolve())));
+    const closing = [...this.servers.values()].map(closeListener);
     this.servers.clear();
     return Promise.all(closing).then(() => undefined);
   }
@@ -533,12 +585,26 @@ interface Generation {
 }
 
 interface BoundListener {
+  /** Bound by Node; closed at once when the native thread accepts (native) */
   server: net.Server;
+  native: NativeListener | null;
   /** The frontend it serves now (a reload may move an address to another frontend). */
   frontend: string;
   listen: Listen;
+  host: string;
   /** The port it is bound to (the one chosen when 0 was asked): every accepted connection's local port. */
   port: number;
+}
+
+/** Stops a listener accepting; settles once it has (its open connections go on). */
+function closeListener(listener: BoundListener): Promise<void> {
+  if (listener.native) return listener.native.close();
+  return new Promise<void>((resolve) => listener.server.close(() => resolve()));
+}
+
+/** A net.Socket of a client's descriptor the native thread accepted, paused as Node's accept makes it (pauseOnConnect). */
+function descriptorSocket(fd: number): net.Socket {
+  return new net.Socket({ fd, allowHalfOpen: true, pauseOnCreate: true, readable: true, writable: true } as net.SocketConstructorOpts);
 }
 
 /**

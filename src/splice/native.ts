@@ -60,7 +60,11 @@ export interface NativeSplice {
 }
 
 interface Binding {
-  start(onBatch: (batch: number[], peeked: Buffer[] | undefined) => void): void;
+  start(onBatch: (batch: number[], peeked: Buffer[] | undefined, accepted: Array<object | string> | undefined) => void): void;
+  /** The thread accepts the clients of a listening socket (a dup of fd): each told as END_ACCEPTED, a front conn of its own. */
+  listen(fd: number, id: number, peekMax: number): object;
+  /** A front conn taken back (as abort, the descriptor left open); one the thread accepted leaves its epoll set at once. */
+  release(handle: object): void;
   /** A socket JS accepted waits in the thread for its first bytes (told unread, END_PEEKED); fd stays JS's. */
   front(fd: number, id: number, peekMax: number): object;
   /** The same socket, its bytes already peeked and sniffed by JS: connected at once as frontConnect does (nothing is peeked). */
@@ -82,6 +86,8 @@ interface Binding {
   counters(handle: object): number[];
   stats(): NativeSpliceStats;
   connSize: number;
+  /** Clients the thread accepts before JS is told of them, at most: descriptors outside JS's count. */
+  acceptWindow: number;
 }
 
 /** Counters of the native thread (read without locking: approximate while busy). */
@@ -135,6 +141,9 @@ const binding = loaded.binding;
 /** null when available; otherwise why not (not Linux, addon not built, load error text). */
 export const nativeSpliceUnavailable: string | null = loaded.why;
 
+/** Descriptors a native listener's clients may hold before JS hears of them (all listeners together): the descriptor budget keeps them free. */
+export const nativeAcceptWindow: number = binding?.acceptWindow ?? 0;
+
 /** sizeof the native per-connection struct, in bytes (0 when unavailable). */
 export const nativeConnSize: number = binding?.connSize ?? 0;
 
@@ -147,6 +156,8 @@ const END = ['done', 'a-error', 'b-error', 'a-timeout', 'b-timeout', 'aborted'] 
 const END_ABORTED = 5;
 const END_CONNECTED = 6;
 const END_PEEKED = 8;
+const END_ACCEPTED = 9;
+const END_ACCEPT_FAILED = 10;
 const F_A_EOF = 1;
 const F_B_EOF = 2;
 const F_A_WR_SHUT = 4;
@@ -158,7 +169,7 @@ const TIMER_MAX = 2 ** 31 - 1;
 /** Fields per connection in a batch of completions, see call_js in splice.c. */
 const BATCH_FIELDS = 10;
 
-const live = new Map<number, Adoption | FrontJob>();
+const live = new Map<number, Adoption | FrontJob | NativeListener>();
 const connecting = new Map<number, PendingConnect>();
 let nextId = 1;
 let startError: string | null | undefined;
@@ -181,11 +192,12 @@ export function startNativeSplice(): string | null {
 }
 
 /** One call per batch of completions from the native thread: [id, end, first, aToB, bToA, errno, preLeftA, preLeftB, readA, readB]*. */
-function onBatch(batch: number[], peeked: Buffer[] | undefined): void {
+function onBatch(batch: number[], peeked: Buffer[] | undefined, accepted: Array<object | string> | undefined): void {
   const done: Array<[Adoption, NativeSpliceResult]> = [];
   // front() jobs, each notice in the order told
   const fronts: Array<() => void> = [];
   let nextPeeked = 0;
+  let nextAccepted = 0;
   const connected: Array<[PendingConnect, number, number]> = [];
   // connectThenSplice jobs: connected (now spliced), or failed with this errno
   const spliced: Adoption[] = [];
@@ -200,8 +212,26 @@ function onBatch(batch: number[], peeked: Buffer[] | undefined): void {
       connected.push([pending, batch[i + 1]!, batch[i + 5]!]);
       continue;
     }
+    if (batch[i + 1] === END_ACCEPTED) {
+      // A client the thread accepted: [id, END_ACCEPTED, listenerId, fd, port, peeked, eof, errno]
+      const listener = live.get(batch[i + 2]!) as NativeListener | undefined;
+      const job = new FrontJob(batch[i]!, accepted![nextAccepted++] as object, null);
+      const address = accepted![nextAccepted++] as string;
+      const first = batch[i + 5] === 1 ? peeked![nextPeeked++]! : null;
+      live.set(job.id, job);
+      const client: AcceptedClient = { job, fd: batch[i + 3]!, address, port: batch[i + 4]!, first, eof: batch[i + 6] === 1, errno: batch[i + 7]! };
+      fronts.push(() => (listener ? listener.accepted(client) : orphaned(client)));
+      continue;
+    }
     const job = live.get(batch[i]!);
     if (!job) continue;
+    if (job instanceof NativeListener) {
+      const errno = batch[i + 5]!;
+      if (batch[i + 1] === END_ACCEPT_FAILED) fronts.push(() => job.acceptFailed(errno));
+      // known until told, so that the clients it accepted before it closed (later in this batch) find it
+      else fronts.push(() => job.closed());
+      continue;
+    }
     if (job instanceof FrontJob) {
       const end = batch[i + 1]!;
       if (end === END_PEEKED) {
@@ -844,7 +874,8 @@ export class FrontJob implements NativeSplice {
   constructor(
     readonly id: number,
     public handle: object | null,
-    private readonly owner: FrontOwner,
+    /** null for a client the thread accepted, until the one it is told to takes it (AcceptedClient) */
+    public owner: FrontOwner | null,
   ) {}
 
   /** Connects to host:port (numeric) and splices, `replay` (a PROXY header) first. Throws as nativeConnect does when it fails at once. */
@@ -872,7 +903,7 @@ export class FrontJob implements NativeSplice {
   release(): void {
     if (this.state !== 'peeking') return;
     this.state = 'done';
-    if (this.handle) binding!.abort(this.handle);
+    if (this.handle) binding!.release(this.handle);
   }
 
   abort(): void {
@@ -885,16 +916,16 @@ export class FrontJob implements NativeSplice {
   }
 
   peeked(bytes: Buffer, eof: boolean, errno: number): void {
-    if (this.state === 'peeking') this.owner.frontPeeked(bytes, eof, errno);
+    if (this.state === 'peeking') this.owner!.frontPeeked(bytes, eof, errno);
   }
 
   connected(): void {
-    this.owner.spliceConnected(this);
+    this.owner!.spliceConnected(this);
   }
 
   connectFailed(errno: number): void {
     this.state = 'done';
-    this.owner.spliceConnectFailed(connectError(errno, this.host, this.port));
+    this.owner!.spliceConnectFailed(connectError(errno, this.host, this.port));
   }
 
   /** Its end, from the batch: JS never read a byte of it, so the loop's counts are all of them. */
@@ -905,7 +936,7 @@ export class FrontJob implements NativeSplice {
 
   finish(result: NativeSpliceResult): void {
     this.state = 'done';
-    tellDone(this.owner, result);
+    tellDone(this.owner!, result);
   }
 }
 
@@ -968,4 +999,98 @@ export function connectFront(fd: number, peekMax: number, owner: FrontOwner, hos
   });
   job.connecting(host, port);
   return job;
+}
+
+/**
+ * A client the native thread accepted (listenNatively): a front conn in the
+ * thread (job, peeking: its first bytes told unread, as watchFront's) and a
+ * descriptor that is JS's to close once the job has ended or been released,
+ * or to make a net.Socket of. No JavaScript object existed for it before.
+ */
+export interface AcceptedClient {
+  readonly job: FrontJob;
+  readonly fd: number;
+  /** the client's address as Node prints it (an IPv4-mapped IPv6 one as it is) and port */
+  readonly address: string;
+  readonly port: number;
+  /** its first bytes if they came with the connection (null: the job tells them when they come), the end of file, errno */
+  readonly first: Buffer | null;
+  readonly eof: boolean;
+  readonly errno: number;
+}
+
+/** Who a native listener tells of its clients and its failures. */
+export interface ListenOwner {
+  accepted(client: AcceptedClient): void;
+  /** accept() failed (out of descriptors, most likely): the thread tries again in a while. */
+  acceptFailed(error: NodeJS.ErrnoException): void;
+}
+
+/**
+ * A listening socket whose clients the native thread accepts: no TCPWrap, no
+ * getpeername or setsockopt from JS, and each client's first bytes peeked
+ * in the thread before JS hears of it. close() stops it (the thread closes
+ * its descriptor); the promise settles once the thread has.
+ */
+export class NativeListener {
+  private handle: object | null;
+  private done: Promise<void> | null = null;
+  private settle: (() => void) | null = null;
+
+  constructor(
+    readonly id: number,
+    handle: object,
+    private readonly owner: ListenOwner,
+  ) {
+    this.handle = handle;
+  }
+
+  accepted(client: AcceptedClient): void {
+    this.owner.accepted(client);
+  }
+
+  acceptFailed(errno: number): void {
+    const error: NodeJS.ErrnoException = new Error(`accept: ${errnoName(errno)}`);
+    error.code = errnoName(errno);
+    error.errno = -errno;
+    this.owner.acceptFailed(error);
+  }
+
+  close(): Promise<void> {
+    if (this.done) return this.done;
+    this.done = new Promise((resolve) => (this.settle = resolve));
+    if (this.handle) binding!.abort(this.handle);
+    return this.done;
+  }
+
+  closed(): void {
+    live.delete(this.id);
+    this.handle = null;
+    this.done ??= Promise.resolve();
+    this.settle?.();
+  }
+}
+
+/**
+ * The native thread accepts on the listening socket `fd` (it takes a dup:
+ * the caller closes its own, so that only the thread accepts), peeking at
+ * each client's first bytes (at most peekMax). Throws when the loop is
+ * unavailable.
+ */
+export function listenNatively(fd: number, peekMax: number, owner: ListenOwner): NativeListener {
+  requireLoop();
+  const id = nextId++;
+  const listener = new NativeListener(id, binding!.listen(fd, id, peekMax), owner);
+  live.set(id, listener);
+  return listener;
+}
+
+/** A client accepted as its listener closed for good: taken back and closed, as a backlog overflow. */
+function orphaned(client: AcceptedClient): void {
+  client.job.release();
+  try {
+    closeSync(client.fd);
+  } catch {
+    // closed already
+  }
 }

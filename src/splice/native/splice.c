@@ -81,11 +81,17 @@
 #define BUDGET 16             /* chunks per direction per turn before other conns get a go */
 #define SCAN_MS 250           /* idle timeouts are checked at least this often when any conn has one */
 #define MAX_EVENTS 256
+#define MAX_LISTENERS 64      /* listen() sockets the thread accepts on; beyond, Node's accept serves */
+#define ACCEPT_RETRY_MS 100   /* out of descriptors, a listener tries accept() again this often */
+/* clients accepted and not yet told to JS, at most: their descriptors are outside JS's count of them (the descriptor
+   budget reserves this many), and JS refuses what it cannot serve only once told; accepting resumes as JS is told */
+#define ACCEPT_WINDOW 32
 
 #define LOAD(v) __atomic_load_n(&(v), __ATOMIC_RELAXED)
 #define STORE(v, x) __atomic_store_n(&(v), (x), __ATOMIC_RELAXED)
 
-enum { END_DONE = 0, END_A_ERROR, END_B_ERROR, END_A_TIMEOUT, END_B_TIMEOUT, END_ABORTED, END_CONNECTED, END_CONNECT_FAILED, END_PEEKED };
+enum { END_DONE = 0, END_A_ERROR, END_B_ERROR, END_A_TIMEOUT, END_B_TIMEOUT, END_ABORTED, END_CONNECTED, END_CONNECT_FAILED, END_PEEKED,
+       END_ACCEPTED, END_ACCEPT_FAILED };
 
 /* flags passed by adopt() */
 enum { F_A_EOF = 1, F_B_EOF = 2, F_A_WR_SHUT = 4, F_B_WR_SHUT = 8, F_B_OWNED = 16 };
@@ -143,11 +149,21 @@ typedef struct conn {
   char *peek;              /* the bytes told to JS (freed once delivered) */
   uint8_t notices;         /* under mu: NOTICE_* not yet delivered to JS (the conn is on the done list while non-zero) */
   uint32_t idle_after;     /* CONNECT_SPLICE: idle_ms once connected (no idle clock while connecting) */
+  /* listen(): fd[0] is a listening socket (a dup of JS's); the thread accepts on it and tells each client as a front
+     conn of its own (accepted), peek_max its peek; listen_retry: out of descriptors, accept() is tried again later */
+  uint8_t listening, listen_retry, listen_more;
+  /* made by the thread's accept(): a front conn (a_borrowed: the descriptor is JS's to close once told the end) whose
+     fd[0] the thread registered at once; a_released (atomic): JS took it back (release()) and took it out of the epoll
+     set itself, so the thread must not touch the descriptor again, whose number JS may already have closed and reused */
+  uint8_t accepted, a_released;
+  uint16_t peer_port;
+  uint32_t listen_id;      /* accepted: the id of the listener conn it came in on */
+  char *peer;              /* accepted: the client's address (inet_ntop), freed once told */
 } conn_t;
 
 enum { CONNECT_ONLY = 1, CONNECT_SPLICE = 2 };
 /* what the done list tells JS about a conn: it connected and now splices; it ended */
-enum { NOTICE_CONNECTED = 1, NOTICE_END = 2, NOTICE_PEEKED = 4 };
+enum { NOTICE_CONNECTED = 1, NOTICE_END = 2, NOTICE_PEEKED = 4, NOTICE_ACCEPTED = 8, NOTICE_ACCEPT_FAILED = 16 };
 enum { PEEK_WAITING = 1, PEEK_TOLD = 2 };
 /* abort_req: 0 none, ABORT_ANY / ABORT_IF_CONNECTING asked, ABORT_TAKEN seen by the thread */
 enum { ABORT_ANY = 1, ABORT_TAKEN = 2, ABORT_IF_CONNECTING = 3 };
@@ -176,6 +192,12 @@ typedef struct state {
   int pool[POOL_MAX][2];
   uint32_t pipes_max;      /* pipes in use + pooled, at most (set by start) */
   char *buf;
+  conn_t *listeners[MAX_LISTENERS];
+  int n_listeners, n_retry, n_more;
+  /* atomic: accepted clients not yet told to JS (ACCEPT_WINDOW at most); the thread waits for JS to be told some (accept_waiting: wake it then) */
+  uint32_t untold, accept_waiting;
+  int64_t retry_at;        /* ms: when listeners out of descriptors try accept() again */
+  uint32_t accepted_seq;   /* ids of accepted conns: -1, -2, ... (JS's own are positive) */
   /* stats, written by the thread, read racily by JS */
   uint32_t pipes_in_use, pipes_created, fallback_chunks, pipes_refused, small_chunks;
 } state_t;
@@ -190,6 +212,19 @@ static int64_t now_ms(void) {
 
 static void conn_unref(conn_t *c) {
   if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0) free(c);
+}
+
+/* A conn with no descriptors and no pipes yet, not ended, referenced by the thread and by JS; NULL when out of memory. */
+static conn_t *new_conn(double id) {
+  conn_t *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->fd[0] = c->fd[1] = -1;
+  for (int i = 0; i < 2; i++) c->d[i].pr = c->d[i].pw = -1;
+  c->id = id;
+  c->end = -1;
+  c->first = -1;
+  c->refs = 2; /* thread + JS */
+  return c;
 }
 
 static void wake(state_t *s) {
@@ -269,6 +304,17 @@ static void start_idle_clock(state_t *s, conn_t *c) {
   }
 }
 
+static void forget_listener(state_t *s, conn_t *c) {
+  for (int i = 0; i < s->n_listeners; i++) {
+    if (s->listeners[i] != c) continue;
+    s->listeners[i] = s->listeners[--s->n_listeners];
+    break;
+  }
+  if (c->listen_retry) s->n_retry--;
+  if (c->listen_more) s->n_more--;
+  c->listen_retry = c->listen_more = 0;
+}
+
 static void close_conn(state_t *s, conn_t *c) {
   if (c->closed) return;
   c->closed = 1;
@@ -280,12 +326,14 @@ static void close_conn(state_t *s, conn_t *c) {
   for (int i = 0; i < 2; i++) {
     if (c->fd[i] < 0) continue; /* a connect's missing side, or a connected fd JS took */
     /* a descriptor nobody else holds leaves the epoll set as it closes; a dup (or JS's own) must leave it first */
-    if (c->registered && !(i == 1 && c->b_owned)) epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd[i], NULL);
+    if (c->registered && !(i == 1 && c->b_owned) && !(i == 0 && __atomic_load_n(&c->a_released, __ATOMIC_ACQUIRE)))
+      epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd[i], NULL);
     if (!(i == 0 && c->a_borrowed)) close(c->fd[i]); /* JS closes its own socket once told the end */
     c->fd[i] = -1;
     pipe_release(s, &c->d[i]);
     drop_pending(&c->d[i]);
   }
+  if (c->listening) forget_listener(s, c);
   if (c->registered) {
     if (c->prev) c->prev->next = c->next; else s->all = c->next;
     if (c->next) c->next->prev = c->prev;
@@ -508,15 +556,27 @@ static int watch(state_t *s, conn_t *c, int i, uint32_t events) {
 
 #define SPLICE_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
 
-static void do_register(state_t *s, conn_t *c) {
+/* c joins the registered conns (the idle scan's list); its descriptors are watched by the caller. */
+static void link_conn(state_t *s, conn_t *c) {
   c->registered = 1;
   c->next = s->all;
   c->prev = NULL;
   if (s->all) s->all->prev = c;
   s->all = c;
   start_idle_clock(s, c);
+}
+
+static void do_register(state_t *s, conn_t *c) {
+  link_conn(s, c);
+  if (c->listening) {
+    if (s->n_listeners == MAX_LISTENERS) {
+      fail(s, c, 0, EMFILE);
+      return;
+    }
+    s->listeners[s->n_listeners++] = c;
+  }
   /* a CONNECT_SPLICE server side is watched for the splice from the start, so connecting costs no second epoll_ctl */
-  uint32_t events = c->connecting == CONNECT_ONLY ? EPOLLOUT | EPOLLET : SPLICE_EVENTS;
+  uint32_t events = c->listening ? EPOLLIN | EPOLLET : c->connecting == CONNECT_ONLY ? EPOLLOUT | EPOLLET : SPLICE_EVENTS;
   for (int i = c->connecting ? 1 : 0; i < (c->peeking ? 1 : 2); i++) {
     if (c->fd[i] < 0) continue; /* answer(): no server side */
     int e = watch(s, c, i, events);
@@ -526,7 +586,7 @@ static void do_register(state_t *s, conn_t *c) {
     }
   }
   /* pre-buffers and carried-over FINs may have work before any event */
-  if (!c->connecting && !c->peeking) mark_ready(s, c);
+  if (!c->connecting && !c->peeking && !c->listening) mark_ready(s, c);
 }
 
 /* A front conn's first bytes, read without taking them (MSG_PEEK), for JS to sniff: told once. */
@@ -545,6 +605,103 @@ static void front_peek(state_t *s, conn_t *c, uint32_t events) {
   c->peek_eof = n == 0 || (events & (EPOLLRDHUP | EPOLLHUP)) != 0;
   c->peeking = PEEK_TOLD;
   notify(s, c, NOTICE_PEEKED);
+}
+
+/* ----------------------------------------------------------------- accept */
+
+/* The client's address as Node prints it (inet_ntop, an IPv4-mapped one left to JS to unmap); empty if unknown. */
+static void set_peer(conn_t *c, const struct sockaddr_storage *ss) {
+  c->peer = malloc(INET6_ADDRSTRLEN);
+  if (!c->peer) return;
+  c->peer[0] = 0;
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *v4 = (const struct sockaddr_in *)ss;
+    inet_ntop(AF_INET, &v4->sin_addr, c->peer, INET6_ADDRSTRLEN);
+    c->peer_port = ntohs(v4->sin_port);
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)ss;
+    inet_ntop(AF_INET6, &v6->sin6_addr, c->peer, INET6_ADDRSTRLEN);
+    c->peer_port = ntohs(v6->sin6_port);
+  }
+}
+
+/*
+ * A client the thread accepted on listener l becomes a front conn (as
+ * front() makes of a socket JS accepted), told to JS (END_ACCEPTED with its
+ * descriptor, which is JS's to close from then on) with its first bytes if
+ * they have come already (END_PEEKED), else when they come. Watched from the
+ * start, so that connecting it later costs no epoll_ctl for it. A client that
+ * cannot be watched (or no memory) is closed untold, as a backlog overflow.
+ */
+static void take_client(state_t *s, conn_t *l, int fd, const struct sockaddr_storage *ss) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  conn_t *c = new_conn(-(double)++s->accepted_seq);
+  if (!c) {
+    close(fd);
+    return;
+  }
+  c->fd[0] = fd;
+  c->a_borrowed = 1;
+  c->accepted = 1;
+  c->listen_id = (uint32_t)l->id;
+  c->peek_max = l->peek_max;
+  c->peeking = PEEK_WAITING;
+  if (watch(s, c, 0, SPLICE_EVENTS)) {
+    close(fd);
+    free(c);
+    return;
+  }
+  link_conn(s, c);
+  set_peer(c, ss);
+  __atomic_add_fetch(&s->untold, 1, __ATOMIC_SEQ_CST);
+  notify(s, c, NOTICE_ACCEPTED);
+  front_peek(s, c, 0); /* usually the first bytes came with the connection */
+}
+
+/* Accepts every client waiting on l (edge-triggered: until EAGAIN). Out of descriptors (or memory) it tries again ACCEPT_RETRY_MS later, and JS hears why. */
+static void accept_all(state_t *s, conn_t *l) {
+  for (;;) {
+    if (__atomic_load_n(&s->untold, __ATOMIC_SEQ_CST) >= ACCEPT_WINDOW) {
+      /* told first, then looked at again: JS, telling some, either sees the flag or has lowered untold already */
+      __atomic_store_n(&s->accept_waiting, 1, __ATOMIC_SEQ_CST);
+      if (__atomic_load_n(&s->untold, __ATOMIC_SEQ_CST) >= ACCEPT_WINDOW) {
+        if (!l->listen_more) s->n_more++;
+        l->listen_more = 1;
+        return;
+      }
+      __atomic_store_n(&s->accept_waiting, 0, __ATOMIC_SEQ_CST);
+    }
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int fd = accept4(l->fd[0], (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      take_client(s, l, fd, &ss);
+      continue;
+    }
+    int e = errno;
+    if (e == EINTR || e == ECONNABORTED || e == EPROTO || e == EPERM) continue; /* that client is gone; the next may be there */
+    if (e == EAGAIN || e == EWOULDBLOCK) break;
+    if (!l->listen_retry) s->n_retry++;
+    l->listen_retry = 1;
+    s->retry_at = s->now + ACCEPT_RETRY_MS;
+    l->err = e;
+    notify(s, l, NOTICE_ACCEPT_FAILED);
+    return;
+  }
+  if (l->listen_retry) s->n_retry--;
+  l->listen_retry = 0;
+  if (l->listen_more) s->n_more--;
+  l->listen_more = 0;
+}
+
+/* Listeners that stopped accepting (out of descriptors: retry; a full window: more) go on. */
+static void resume_accepts(state_t *s, int retry) {
+  for (int i = s->n_listeners - 1; i >= 0; i--) {
+    if (i >= s->n_listeners) continue;
+    conn_t *l = s->listeners[i];
+    if (retry ? l->listen_retry : l->listen_more && !l->listen_retry) accept_all(s, l);
+  }
 }
 
 /* What goes to b before anything read from a (a replay, a PROXY header): taken from *pre, which is left empty. */
@@ -700,8 +857,10 @@ static void *thread_main(void *arg) {
     int timeout = -1;
     if (s->ready_head) {
       timeout = 0;
-    } else if (s->n_timed) {
-      int64_t t = s->next_scan - now_ms();
+    } else if (s->n_timed || s->n_retry) {
+      int64_t at = s->n_timed ? s->next_scan : s->retry_at;
+      if (s->n_retry && s->retry_at < at) at = s->retry_at;
+      int64_t t = at - now_ms();
       timeout = t < 0 ? 0 : (int)t;
     }
     int n = epoll_wait(s->epfd, evs, MAX_EVENTS, timeout);
@@ -718,12 +877,19 @@ static void *thread_main(void *arg) {
         pthread_mutex_unlock(&s->mu);
         if (stop) return NULL;
         drain_commands(s);
+        if (s->n_more) resume_accepts(s, 0);
         continue;
       }
       uintptr_t p = (uintptr_t)evs[i].data.ptr;
       conn_t *c = (conn_t *)(p & ~(uintptr_t)1);
       int side = (int)(p & 1);
       if (c->closed) continue;
+      /* taken back by JS, which may have closed the descriptor and had its number reused already */
+      if (c->accepted && __atomic_load_n(&c->a_released, __ATOMIC_ACQUIRE)) continue;
+      if (c->listening) {
+        accept_all(s, c);
+        continue;
+      }
       uint32_t e = evs[i].events;
       if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->hup[side] = 1;
       if (c->peeking) {
@@ -763,6 +929,7 @@ static void *thread_main(void *arg) {
       pump(s, c);
     }
     if (s->n_timed && s->now >= s->next_scan) scan_timeouts(s);
+    if (s->n_retry && s->now >= s->retry_at) resume_accepts(s, 1);
     while (s->dead) {
       conn_t *c = s->dead;
       s->dead = c->ready_next;
@@ -811,11 +978,41 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   if (!n) return;
   /* [id, end, first, aToB, bToA, errno, preLeftA, preLeftB, readA, readB] per notice: END_CONNECTED and zeros for a
      CONNECT_SPLICE that connected (told before its end, which may follow in the same batch) */
-  napi_value arr = NULL, peeked = NULL;
+  napi_value arr = NULL, peeked = NULL, accepted = NULL;
   napi_create_array(env, &arr);
-  uint32_t i = 0, k = 0, np = 0;
+  uint32_t i = 0, k = 0, np = 0, na = 0, told_accepts = 0;
   for (size_t q = 0; q < n; q++) {
     conn_t *c = conns[q];
+    if (notices[q] & NOTICE_ACCEPTED) {
+      /* [id, END_ACCEPTED, listenerId, fd, port, peeked, eof, errno]: the conn's handle and the client's address in the
+         third argument; its first bytes too (as END_PEEKED's, in the second) when they came with it */
+      int with_peek = (notices[q] & NOTICE_PEEKED) != 0;
+      const double told[BATCH_FIELDS] = {c->id, END_ACCEPTED, c->listen_id, c->fd[0], c->peer_port, with_peek, c->peek_eof, c->peek_err, 0, 0};
+      napi_value ext = NULL, address = NULL, buf = NULL;
+      if (!accepted) napi_create_array(env, &accepted);
+      if (with_peek && !peeked) napi_create_array(env, &peeked);
+      if (accepted && napi_create_external(env, c, NULL, NULL, &ext) == napi_ok &&
+          napi_create_string_latin1(env, c->peer ? c->peer : "", NAPI_AUTO_LENGTH, &address) == napi_ok &&
+          (!with_peek || (peeked && napi_create_buffer_copy(env, c->peek_len, c->peek_len ? c->peek : "", NULL, &buf) == napi_ok))) {
+        napi_set_element(env, accepted, na++, ext);
+        napi_set_element(env, accepted, na++, address);
+        if (with_peek) napi_set_element(env, peeked, np++, buf);
+        push_fields(env, arr, &i, told);
+      }
+      if (s->live++ == 0) napi_ref_threadsafe_function(env, s->tsfn);
+      told_accepts++;
+      free(c->peer);
+      c->peer = NULL;
+      if (with_peek) {
+        notices[q] &= (uint8_t)~NOTICE_PEEKED;
+        free(c->peek);
+        c->peek = NULL;
+      }
+    }
+    if (notices[q] & NOTICE_ACCEPT_FAILED) {
+      const double failed[BATCH_FIELDS] = {c->id, END_ACCEPT_FAILED, 0, 0, 0, c->err, 0, 0, 0, 0};
+      push_fields(env, arr, &i, failed);
+    }
     if (notices[q] & NOTICE_PEEKED) {
       /* the bytes go in the second argument, one Buffer per END_PEEKED, in order */
       const double told[BATCH_FIELDS] = {c->id, END_PEEKED, c->peek_eof, c->peek_len, 0, c->peek_err, 0, 0, 0, 0};
@@ -842,8 +1039,13 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   if (s->live == 0) napi_unref_threadsafe_function(env, s->tsfn);
   napi_value undef;
   napi_get_undefined(env, &undef);
-  napi_value args[2] = {arr, peeked ? peeked : undef};
-  if (arr) napi_call_function(env, undef, js_cb, 2, args, NULL);
+  napi_value args[3] = {arr, peeked ? peeked : undef, accepted ? accepted : undef};
+  if (arr) napi_call_function(env, undef, js_cb, 3, args, NULL);
+  /* only now, JS having served, held or refused (closed) them: until then their descriptors were in no count of JS's */
+  if (told_accepts) {
+    __atomic_sub_fetch(&s->untold, told_accepts, __ATOMIC_SEQ_CST);
+    if (__atomic_exchange_n(&s->accept_waiting, 0, __ATOMIC_SEQ_CST)) wake(s);
+  }
   /* JS's references go only now (those of ended conns): the callback may have called abort() on any of them */
   for (size_t q = 0; q < n; q++)
     if (notices[q] & NOTICE_END) conn_unref(conns[q]);
@@ -909,6 +1111,7 @@ static void cleanup(void *arg) {
       if (c->connect_cmd) close(c->next_fd);
       free(c->next_pre.pend);
       free(c->peek);
+      free(c->peer);
       for (int i = 0; i < 2; i++) {
         if (!(i == 0 && c->a_borrowed)) close(c->fd[i]);
         if (c->d[i].pr >= 0) {
@@ -1086,19 +1289,6 @@ static int get_host_port(napi_env env, napi_value h, napi_value p, char *host, s
   size_t len = 0;
   return napi_get_value_string_utf8(env, h, host, size, &len) == napi_ok && napi_get_value_uint32(env, p, port) == napi_ok &&
          *port > 0 && *port <= 65535;
-}
-
-/* A conn with no descriptors and no pipes yet, not ended, referenced by the thread and by JS; NULL when out of memory. */
-static conn_t *new_conn(double id) {
-  conn_t *c = calloc(1, sizeof *c);
-  if (!c) return NULL;
-  c->fd[0] = c->fd[1] = -1;
-  for (int i = 0; i < 2; i++) c->d[i].pr = c->d[i].pw = -1;
-  c->id = id;
-  c->end = -1;
-  c->first = -1;
-  c->refs = 2; /* thread + JS */
-  return c;
 }
 
 /* adopt(fdA, fdB, preA, preB, flags, idleMs, id) -> external */
@@ -1510,6 +1700,60 @@ static napi_value js_abort(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * listen(fd, id, peekMax) -> external: the thread accepts the clients of a
+ * listening socket JS bound (a dup of fd: JS closes its own, so that only
+ * the thread accepts), each told as END_ACCEPTED, a front conn of its own
+ * (see take_client). Out of descriptors it tells END_ACCEPT_FAILED with
+ * errno (the listener goes on, trying again). abort(external) closes it:
+ * its end is told as any conn's, END_ABORTED. While it listens, it keeps the
+ * event loop alive as a Node server does.
+ */
+static napi_value js_listen(napi_env env, napi_callback_info info) {
+  state_t *s = started_state(env);
+  if (!s) return NULL;
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int fd;
+  double id;
+  uint32_t peek_max;
+  if (argc < 3 || !get_fd(env, argv[0], &fd) || napi_get_value_double(env, argv[1], &id) != napi_ok || id < 1 || id > UINT32_MAX ||
+      napi_get_value_uint32(env, argv[2], &peek_max) != napi_ok || peek_max == 0) {
+    napi_throw_type_error(env, NULL, "listen(fd, id, peekMax)");
+    return NULL;
+  }
+  int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) return throw_errno(env, "dup", errno);
+  int fl = fcntl(own, F_GETFL);
+  if (fl >= 0 && !(fl & O_NONBLOCK)) fcntl(own, F_SETFL, fl | O_NONBLOCK);
+  conn_t *c = new_conn(id);
+  if (!c) {
+    close(own);
+    return throw_errno(env, "calloc", ENOMEM);
+  }
+  c->fd[0] = own;
+  c->listening = 1;
+  c->peek_max = peek_max;
+  return hand_over(env, s, c);
+}
+
+/*
+ * release(external): JS takes a front conn back (as abort, told as
+ * END_ABORTED, the descriptor left open). One the thread accepted leaves the
+ * thread's epoll set here and now, before JS can close its descriptor: the
+ * thread may accept another client with the same number before it sees the
+ * abort.
+ */
+static napi_value js_release(napi_env env, napi_callback_info info) {
+  state_t *s;
+  CHECK(napi_get_instance_data(env, (void **)&s));
+  conn_t *c = conn_arg(env, info, "release(handle)");
+  if (!c) return NULL;
+  if (c->accepted && !__atomic_exchange_n(&c->a_released, 1, __ATOMIC_ACQ_REL)) epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd[0], NULL);
+  return js_abort(env, info);
+}
+
+/*
  * counters(external) -> [readA, readB, aToB, bToA, unsentAToB, unsentBToA, inPipeAToB, inPipeBToA]:
  * what the loop has read from each side and delivered each way so far, and
  * what it holds now (in its own buffers, in its pipes). JS guarantees, as for
@@ -1579,6 +1823,10 @@ static napi_value init(napi_env env, napi_value exports) {
   CHECK(napi_set_named_property(env, exports, "answer", fn));
   CHECK(napi_create_function(env, "peek", NAPI_AUTO_LENGTH, js_peek, NULL, &fn));
   CHECK(napi_set_named_property(env, exports, "peek", fn));
+  CHECK(napi_create_function(env, "listen", NAPI_AUTO_LENGTH, js_listen, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "listen", fn));
+  CHECK(napi_create_function(env, "release", NAPI_AUTO_LENGTH, js_release, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "release", fn));
   CHECK(napi_create_function(env, "abort", NAPI_AUTO_LENGTH, js_abort, NULL, &fn));
   CHECK(napi_set_named_property(env, exports, "abort", fn));
   CHECK(napi_create_function(env, "counters", NAPI_AUTO_LENGTH, js_counters, NULL, &fn));
@@ -1587,6 +1835,8 @@ static napi_value init(napi_env env, napi_value exports) {
   CHECK(napi_set_named_property(env, exports, "stats", fn));
   CHECK(napi_create_uint32(env, (uint32_t)sizeof(conn_t), &size));
   CHECK(napi_set_named_property(env, exports, "connSize", size));
+  CHECK(napi_create_uint32(env, ACCEPT_WINDOW, &size));
+  CHECK(napi_set_named_property(env, exports, "acceptWindow", size));
   return exports;
 }
 
