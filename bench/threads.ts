@@ -3,7 +3,7 @@
  * main (JavaScript) thread, the native splice thread, V8's and libuv's
  * helpers — per unit of work, from /proc/PID/task/TID/stat.
  *
- *   node --import tsx bench/threads.ts [--scenario conn-raw] [--duration 5s] [--splice auto|js]
+ *   node --import tsx bench/threads.ts [--scenario conn-raw] [--duration 5s] [--splice auto|js] [--mode tcp|http]
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -21,6 +21,7 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '5s' },
     connections: { type: 'string', default: '50' },
     splice: { type: 'string', default: 'auto' },
+    mode: { type: 'string', default: 'tcp' },
   },
 });
 const [scenario] = findScenarios([values.scenario!]);
@@ -53,7 +54,11 @@ function threads(pid: number): Map<string, ThreadUse> {
 
 const backend = await startBackendProcess();
 // Started as the comparison starts it (NODE_FLAGS, the bench config), so the figures are those of bench/results.
-const target = sniffmuxProcess({ cli: path.join(ROOT, 'dist/cli.js'), variant: values.splice === 'js' ? { splice: 'js' } : {} });
+const target = sniffmuxProcess({ cli: path.join(ROOT, 'dist/cli.js'), variant: {
+    ...(values.splice === 'js' ? { splice: 'js' as const } : {}),
+    ...(values.mode === 'http' ? { mode: 'http' as const, http: { forwardedFor: true } } : {}),
+  },
+});
 const running = await target.start(backend.port);
 const pid = running.pid!;
 const ctx = { durationMs: parseDuration(values.duration!) as number, warmupMs: 0, connections: Number(values.connections), hold: 0, progress: () => {} };

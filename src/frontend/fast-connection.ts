@@ -98,7 +98,7 @@ export class FastConnection<L extends FastListener = FastListener> implements Ro
 
   private phase: Phase = 'sniff';
   private readonly clientAddress: string;
-  private readonly startedAt = performance.now();
+  private readonly startedAt: number;
   private readonly sniffer: Sniffer;
   private view: SniffView | undefined;
   /** What had come by the accept (peekFront, or the thread's): decided on at start, with no thread involved until the connect. */
@@ -129,6 +129,7 @@ export class FastConnection<L extends FastListener = FastListener> implements Ro
     accepted?: AcceptedClient,
   ) {
     this.srcIp = srcIp;
+    this.startedAt = performance.now() - (accepted?.ageMs ?? 0);
     this.clientAddress = formatAddress(srcIp, clientPort);
     const maxBytes = frontend.config.inspect.maxBytes;
     this.sniffer = new Sniffer({ maxBytes });

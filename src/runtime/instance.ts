@@ -194,7 +194,7 @@ export class Instance implements FastHost<BoundListener> {
           if (!this.acceptNatively(listener, frontend)) this.hookAccept(listener);
           // accept: who accepts its clients, the native thread or Node (a PROXY-header listener, a cluster worker, global.splice js)
           const accept = listener.native ? 'native' : 'node';
-          this.logger.info({ frontend: frontend.name, listen: listen.address.text, host, port, accept }, 'listening');
+          this.logger.info({ frontend: frontend.name, listen: listen.address.text, accept, host, port }, 'listening');
         }
       }
     } catch (error) {
@@ -293,6 +293,8 @@ export class Instance implements FastHost<BoundListener> {
     const fd = (listener.server as unknown as { _handle?: { fd?: number } })._handle?.fd;
     if (listener.listen.proxyProtocol || cluster.isWorker || typeof fd !== 'number' || fd < 0) return false;
     if (this.config.global.splice === 'js' || process.env.SNIFFMUX_NATIVE_ACCEPT === '0' || startNativeSplice() !== null) return false;
+    // Every client of it would be handed back to Node: accepting in the thread would only add a hop.
+    if (!mayGoFast(frontend)) return false;
     try {
       listener.native = listenNatively(fd, frontend.config.inspect.maxBytes, {
         accepted: (client) => this.nativeArrive(client, listener),
@@ -594,6 +596,20 @@ interface BoundListener {
   host: string;
   /** The port it is bound to (the one chosen when 0 was asked): every accepted connection's local port. */
   port: number;
+}
+
+/**
+ * Can any client of this frontend be carried by the native thread alone
+ * (FastConnection): a policy answer, or a backend it may route to that is
+ * plain TCP (no TLS to the server, no PROXY header, tcp mode)?
+ */
+function mayGoFast(frontend: FrontendRuntime): boolean {
+  if (frontend.config.flashPolicy) return true;
+  const names = [...frontend.config.rules.map((r) => r.use), ...(frontend.config.default ? [frontend.config.default] : [])];
+  return names.some((name) => {
+    const pool = frontend.pools.get(name);
+    return pool !== undefined && pool.tls === null && !pool.config.proxyProtocol && pool.config.mode === 'tcp';
+  });
 }
 
 /** Stops a listener accepting; settles once it has (its open connections go on). */

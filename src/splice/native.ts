@@ -213,13 +213,13 @@ function onBatch(batch: number[], peeked: Buffer[] | undefined, accepted: Array<
       continue;
     }
     if (batch[i + 1] === END_ACCEPTED) {
-      // A client the thread accepted: [id, END_ACCEPTED, listenerId, fd, port, peeked, eof, errno]
+      // A client the thread accepted: [id, END_ACCEPTED, listenerId, fd, port, peeked, eof, errno, ageMs]
       const listener = live.get(batch[i + 2]!) as NativeListener | undefined;
       const job = new FrontJob(batch[i]!, accepted![nextAccepted++] as object, null);
       const address = accepted![nextAccepted++] as string;
       const first = batch[i + 5] === 1 ? peeked![nextPeeked++]! : null;
       live.set(job.id, job);
-      const client: AcceptedClient = { job, fd: batch[i + 3]!, address, port: batch[i + 4]!, first, eof: batch[i + 6] === 1, errno: batch[i + 7]! };
+      const client: AcceptedClient = { job, fd: batch[i + 3]!, address, port: batch[i + 4]!, first, eof: batch[i + 6] === 1, errno: batch[i + 7]!, ageMs: batch[i + 8]! };
       fronts.push(() => (listener ? listener.accepted(client) : orphaned(client)));
       continue;
     }
@@ -1017,6 +1017,8 @@ export interface AcceptedClient {
   readonly first: Buffer | null;
   readonly eof: boolean;
   readonly errno: number;
+  /** how long ago it was accepted: held in the thread until its first bytes came (or a few ms), which count as waited for */
+  readonly ageMs: number;
 }
 
 /** Who a native listener tells of its clients and its failures. */

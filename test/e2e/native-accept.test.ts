@@ -98,6 +98,20 @@ for (const accept of MODES) {
     t.pass('the silent client, spliced once it spoke');
   });
 
+  t.test(`${accept} accept: a client silent through the inspect delay goes to the default backend once it is over`, async (t) => {
+    const raw = await echoBackend(t, 'raw');
+    const mux = await startAccepting(t, accept, tcpConfig(raw.address, '127.0.0.1:0', { inspect: { delay: '300ms' } }));
+    const client = await RawClient.connect(mux.port('fe'));
+    t.teardown(() => client.close());
+    await client.until((r) => r.toString('latin1') === 'raw\n');
+    client.socket.end();
+    const [line] = await mux.waitForConnections(1);
+    const timings = line!.timings as { sniff: number; total: number };
+    t.ok(timings.sniff >= 299, `decided when the delay was over, counted from the accept (sniff ${timings.sniff} ms)`);
+    t.equal(line!.protocol, 'none', 'nothing came: protocol none');
+    t.equal(line!.backend, 'raw');
+  });
+
   t.test(`${accept} accept: beyond maxconn a client waits, and is served once a slot frees`, async (t) => {
     const raw = await echoBackend(t, 'raw');
     const mux = await startAccepting(t, accept, { global: { maxconn: 1 }, ...tcpConfig(raw.address) });

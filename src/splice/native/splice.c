@@ -86,6 +86,8 @@
 /* clients accepted and not yet told to JS, at most: their descriptors are outside JS's count of them (the descriptor
    budget reserves this many), and JS refuses what it cannot serve only once told; accepting resumes as JS is told */
 #define ACCEPT_WINDOW 32
+/* a client accepted before its first bytes is told to JS when they come (one notice, not two), or after this long */
+#define ACCEPT_HOLD_MS 5
 
 #define LOAD(v) __atomic_load_n(&(v), __ATOMIC_RELAXED)
 #define STORE(v, x) __atomic_store_n(&(v), (x), __ATOMIC_RELAXED)
@@ -156,6 +158,9 @@ typedef struct conn {
      fd[0] the thread registered at once; a_released (atomic): JS took it back (release()) and took it out of the epoll
      set itself, so the thread must not touch the descriptor again, whose number JS may already have closed and reused */
   uint8_t accepted, a_released;
+  uint8_t untold_accept;   /* accepted, JS not told yet: held until its first bytes come or ACCEPT_HOLD_MS has passed */
+  struct conn *hold_next;  /* thread: the held conns, oldest first (each holds a reference while on it) */
+  int64_t accept_ms;       /* accepted: when (CLOCK_MONOTONIC ms), for JS to count the inspect delay from */
   uint16_t peer_port;
   uint32_t listen_id;      /* accepted: the id of the listener conn it came in on */
   char *peer;              /* accepted: the client's address (inet_ntop), freed once told */
@@ -197,6 +202,7 @@ typedef struct state {
   /* atomic: accepted clients not yet told to JS (ACCEPT_WINDOW at most); the thread waits for JS to be told some (accept_waiting: wake it then) */
   uint32_t untold, accept_waiting;
   int64_t retry_at;        /* ms: when listeners out of descriptors try accept() again */
+  conn_t *hold_head, *hold_tail; /* accepted conns waiting for their first bytes before JS is told of them */
   uint32_t accepted_seq;   /* ids of accepted conns: -1, -2, ... (JS's own are positive) */
   /* stats, written by the thread, read racily by JS */
   uint32_t pipes_in_use, pipes_created, fallback_chunks, pipes_refused, small_chunks;
@@ -604,7 +610,8 @@ static void front_peek(state_t *s, conn_t *c, uint32_t events) {
   c->peek_len = n > 0 ? (uint32_t)n : 0;
   c->peek_eof = n == 0 || (events & (EPOLLRDHUP | EPOLLHUP)) != 0;
   c->peeking = PEEK_TOLD;
-  notify(s, c, NOTICE_PEEKED);
+  notify(s, c, c->untold_accept ? NOTICE_ACCEPTED | NOTICE_PEEKED : NOTICE_PEEKED);
+  c->untold_accept = 0;
 }
 
 /* ----------------------------------------------------------------- accept */
@@ -654,9 +661,28 @@ static void take_client(state_t *s, conn_t *l, int fd, const struct sockaddr_sto
   }
   link_conn(s, c);
   set_peer(c, ss);
+  c->accept_ms = s->now;
   __atomic_add_fetch(&s->untold, 1, __ATOMIC_SEQ_CST);
-  notify(s, c, NOTICE_ACCEPTED);
-  front_peek(s, c, 0); /* usually the first bytes came with the connection */
+  c->untold_accept = 1;
+  front_peek(s, c, 0); /* the first bytes often came with the connection: told with it */
+  if (!c->untold_accept) return;
+  /* else they are usually a moment away: held, so that JS is woken once for both */
+  __atomic_add_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
+  c->hold_next = NULL;
+  if (s->hold_tail) s->hold_tail->hold_next = c; else s->hold_head = c;
+  s->hold_tail = c;
+}
+
+/* Held accepted conns whose ACCEPT_HOLD_MS is over are told to JS without their bytes (which JS then waits for). */
+static void tell_held(state_t *s) {
+  while (s->hold_head && s->now >= s->hold_head->accept_ms + ACCEPT_HOLD_MS) {
+    conn_t *c = s->hold_head;
+    s->hold_head = c->hold_next;
+    if (!s->hold_head) s->hold_tail = NULL;
+    if (c->untold_accept && !c->closed) notify(s, c, NOTICE_ACCEPTED);
+    c->untold_accept = 0;
+    conn_unref(c);
+  }
 }
 
 /* Accepts every client waiting on l (edge-triggered: until EAGAIN). Out of descriptors (or memory) it tries again ACCEPT_RETRY_MS later, and JS hears why. */
@@ -857,9 +883,10 @@ static void *thread_main(void *arg) {
     int timeout = -1;
     if (s->ready_head) {
       timeout = 0;
-    } else if (s->n_timed || s->n_retry) {
-      int64_t at = s->n_timed ? s->next_scan : s->retry_at;
+    } else if (s->n_timed || s->n_retry || s->hold_head) {
+      int64_t at = s->n_timed ? s->next_scan : s->n_retry ? s->retry_at : s->hold_head->accept_ms + ACCEPT_HOLD_MS;
       if (s->n_retry && s->retry_at < at) at = s->retry_at;
+      if (s->hold_head && s->hold_head->accept_ms + ACCEPT_HOLD_MS < at) at = s->hold_head->accept_ms + ACCEPT_HOLD_MS;
       int64_t t = at - now_ms();
       timeout = t < 0 ? 0 : (int)t;
     }
@@ -930,6 +957,7 @@ static void *thread_main(void *arg) {
     }
     if (s->n_timed && s->now >= s->next_scan) scan_timeouts(s);
     if (s->n_retry && s->now >= s->retry_at) resume_accepts(s, 1);
+    if (s->hold_head) tell_held(s);
     while (s->dead) {
       conn_t *c = s->dead;
       s->dead = c->ready_next;
@@ -987,7 +1015,8 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
       /* [id, END_ACCEPTED, listenerId, fd, port, peeked, eof, errno]: the conn's handle and the client's address in the
          third argument; its first bytes too (as END_PEEKED's, in the second) when they came with it */
       int with_peek = (notices[q] & NOTICE_PEEKED) != 0;
-      const double told[BATCH_FIELDS] = {c->id, END_ACCEPTED, c->listen_id, c->fd[0], c->peer_port, with_peek, c->peek_eof, c->peek_err, 0, 0};
+      double age = (double)(now_ms() - c->accept_ms);
+      const double told[BATCH_FIELDS] = {c->id, END_ACCEPTED, c->listen_id, c->fd[0], c->peer_port, with_peek, c->peek_eof, c->peek_err, age, 0};
       napi_value ext = NULL, address = NULL, buf = NULL;
       if (!accepted) napi_create_array(env, &accepted);
       if (with_peek && !peeked) napi_create_array(env, &peeked);
