@@ -8,9 +8,9 @@ import type { Termination } from '../observe/termination.js';
 import type { RouteFacts } from '../route/facts.js';
 import type { HttpHead, ProbedProtocol, RouteProtocol, TlsHello } from '../sniff/probe.js';
 import { Sniffer, type SniffView } from '../sniff/sniffer.js';
-import { closeSync } from 'node:fs';
 import {
   answerFront,
+  closeAccepted,
   connectFront,
   peekFront,
   watchFront,
@@ -35,11 +35,7 @@ export class AcceptedDescriptor implements AcceptedHandle {
   constructor(readonly fd: number) {}
 
   close(): void {
-    try {
-      closeSync(this.fd);
-    } catch {
-      // closed already
-    }
+    closeAccepted(this.fd);
   }
 }
 

@@ -1090,8 +1090,13 @@ export function listenNatively(fd: number, peekMax: number, owner: ListenOwner):
 /** A client accepted as its listener closed for good: taken back and closed, as a backlog overflow. */
 function orphaned(client: AcceptedClient): void {
   client.job.release();
+  closeAccepted(client.fd);
+}
+
+/** Closes an accepted client's descriptor (JS's once told: see AcceptedClient); one closed already is no error. */
+export function closeAccepted(fd: number): void {
   try {
-    closeSync(client.fd);
+    closeSync(fd);
   } catch {
     // closed already
   }

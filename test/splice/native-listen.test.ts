@@ -1,8 +1,7 @@
 import t from 'tap';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { nativeSpliceUnavailable } from '../../src/splice/native.js';
+import { limitedChild } from '../helpers/limited-child.js';
 
 /**
  * The native thread's own accept (listenNatively) when the process is out
@@ -58,18 +57,7 @@ t.test('out of descriptors: accept fails, the owner hears EMFILE, and the waitin
     console.log(JSON.stringify({ failures: [...new Set(failures)], acceptedWhileShort, waitedMs, first: c.first?.toString(), address: c.address, port: c.port, clientPort, refused }));
     process.exit(0);
   `;
-  const child = spawn('sh', ['-c', `ulimit -n 64 && exec "$0" --import tsx --input-type=module -e "$1"`, process.execPath, code], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill();
-  });
-  let out = '';
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (d: string) => (out += d));
-  const [exitCode] = (await once(child, 'exit')) as [number];
-  t.equal(exitCode, 0, 'the child ran to the end');
-  const report = JSON.parse(out.trim().split('\n').pop()!) as Record<string, unknown>;
+  const report = await limitedChild<Record<string, unknown>>(t, 64, code);
   t.same(report.failures, ['EMFILE'], 'the owner heard EMFILE');
   t.equal(report.acceptedWhileShort, 0, 'nothing accepted while short');
   t.equal(report.first, 'hello', `then accepted (${report.waitedMs as number} ms after descriptors freed; the thread retries every 100 ms), its first bytes peeked`);

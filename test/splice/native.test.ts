@@ -13,6 +13,7 @@ import {
   type NativeSpliceResult,
 } from '../../src/splice/native.js';
 import { eventually } from '../helpers/eventually.js';
+import { limitedChild } from '../helpers/limited-child.js';
 import { tcpServer, type TestServer } from '../helpers/servers.js';
 
 type Teardown = { teardown(fn: () => unknown): void };
@@ -635,25 +636,6 @@ t.test('the process stays up while a native connection is live and exits on its 
   const code = await Promise.race([proxy.exited, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
   t.equal(code, 0, 'the child exited by itself once the connection was done');
 });
-
-/**
- * Runs `code` (an ES module) in a child whose open-file limit is `nofile`,
- * asserts that it exits 0 and returns the JSON of its last output line.
- */
-async function limitedChild<T>(t: Teardown & { equal(a: unknown, b: unknown, m: string): void }, nofile: number, code: string): Promise<T> {
-  const child = spawn('sh', ['-c', `ulimit -n ${nofile} && exec "$0" --import tsx --input-type=module -e "$1"`, process.execPath, code], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill();
-  });
-  let out = '';
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (d: string) => (out += d));
-  const [exitCode] = (await once(child, 'exit')) as [number];
-  t.equal(exitCode, 0, 'the child ran to the end');
-  return JSON.parse(out.trim().split('\n').pop()!) as T;
-}
 
 t.test('no pipe to be had (EMFILE): bytes go through recv()/send() instead, intact', { skip }, async (t) => {
   // A child with a low fd limit that uses up every fd after the adopt, then echoes 2 MB through the proxy.
