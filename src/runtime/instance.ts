@@ -119,7 +119,7 @@ export class Instance implements FastHost<BoundListener> {
   async start(): Promise<void> {
     for (const warning of configWarnings(this.config)) this.logger.warn(warning);
     try {
-      const bound = await this.bindAll(this.current.frontends);
+      const bound = await this.bindAll(this.current.frontends, this.config.global.splice);
       for (const [key, listener] of bound) this.servers.set(key, listener);
       await this.admin?.start();
     } catch (error) {
@@ -170,7 +170,7 @@ export class Instance implements FastHost<BoundListener> {
   }
 
   /** Binds the listen addresses of these frontends that are not bound yet; all or none. */
-  private async bindAll(frontends: readonly FrontendRuntime[]): Promise<Map<string, BoundListener>> {
+  private async bindAll(frontends: readonly FrontendRuntime[], splice: Config['global']['splice']): Promise<Map<string, BoundListener>> {
     const bound = new Map<string, BoundListener>();
     try {
       for (const frontend of frontends) {
@@ -191,7 +191,7 @@ export class Instance implements FastHost<BoundListener> {
           const { host, port } = boundAddress(listener.server);
           listener.host = host;
           listener.port = port;
-          if (!this.acceptNatively(listener, frontend)) this.hookAccept(listener);
+          if (!this.acceptNatively(listener, frontend, splice)) this.hookAccept(listener);
           // accept: who accepts its clients, the native thread or Node (a PROXY-header listener, a cluster worker, global.splice js)
           const accept = listener.native ? 'native' : 'node';
           this.logger.info({ frontend: frontend.name, listen: listen.address.text, accept, host, port }, 'listening');
@@ -215,13 +215,8 @@ export class Instance implements FastHost<BoundListener> {
     const previous = this.current;
     const native = spliceNatively(config);
     const next = this.build(config, previous);
-    const bound = await this.bindAll(next.frontends);
-    for (const [key, listener] of this.servers) {
-      if (!bound.has(key)) {
-        void closeListener(listener);
-        this.logger.info({ frontend: listener.frontend, listen: listener.listen.address.text }, 'stopped listening');
-      }
-    }
+    const bound = await this.bindAll(next.frontends, config.global.splice);
+    const removed = [...this.servers].filter(([key]) => !bound.has(key)).map(([, listener]) => listener);
     this.servers.clear();
     for (const [key, listener] of bound) {
       const frontend = next.frontends.find((f) => f.config.listen.some((l) => listenKey(l, f.name) === key))!;
@@ -229,6 +224,13 @@ export class Instance implements FastHost<BoundListener> {
       listener.listen = frontend.config.listen.find((l) => listenKey(l, frontend.name) === key)!;
       this.servers.set(key, listener);
     }
+    // "stopped listening" is logged once the port refuses: the native thread closes its listening socket asynchronously
+    await Promise.all(
+      removed.map(async (listener) => {
+        await stopAccepting(listener);
+        this.logger.info({ frontend: listener.frontend, listen: listener.listen.address.text }, 'stopped listening');
+      }),
+    );
     previous.health.stop();
     this.current = next;
     this.counters.maxconn = config.global.maxconn;
@@ -289,10 +291,10 @@ export class Instance implements FastHost<BoundListener> {
    * expects a PROXY header, not in a cluster worker (the primary holds the
    * socket), not with global.splice js, nor with SNIFFMUX_NATIVE_ACCEPT=0.
    */
-  private acceptNatively(listener: BoundListener, frontend: FrontendRuntime): boolean {
+  private acceptNatively(listener: BoundListener, frontend: FrontendRuntime, splice: Config['global']['splice']): boolean {
     const fd = (listener.server as unknown as { _handle?: { fd?: number } })._handle?.fd;
     if (listener.listen.proxyProtocol || cluster.isWorker || typeof fd !== 'number' || fd < 0) return false;
-    if (this.config.global.splice === 'js' || process.env.SNIFFMUX_NATIVE_ACCEPT === '0' || startNativeSplice() !== null) return false;
+    if (splice === 'js' || process.env.SNIFFMUX_NATIVE_ACCEPT === '0' || startNativeSplice() !== null) return false;
     // Every client of it would be handed back to Node: accepting in the thread would only add a hop.
     if (!mayGoFast(frontend)) return false;
     try {
@@ -616,6 +618,17 @@ function mayGoFast(frontend: FrontendRuntime): boolean {
 function closeListener(listener: BoundListener): Promise<void> {
   if (listener.native) return listener.native.close();
   return new Promise<void>((resolve) => listener.server.close(() => resolve()));
+}
+
+/**
+ * Stops a listener accepting; settles once its port refuses new clients
+ * (Node's server.close() closes the descriptor at once, though its callback
+ * waits for the open connections; the native thread closes its dup later).
+ */
+function stopAccepting(listener: BoundListener): Promise<void> {
+  if (listener.native) return listener.native.close();
+  listener.server.close();
+  return Promise.resolve();
 }
 
 /** A net.Socket of a client's descriptor the native thread accepted, paused as Node's accept makes it (pauseOnConnect). */
