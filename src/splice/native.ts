@@ -60,7 +60,7 @@ export interface NativeSplice {
 }
 
 interface Binding {
-  start(onBatch: (batch: number[], peeked: Buffer[] | undefined, accepted: Array<object | string> | undefined) => void): void;
+  start(onBatch: (batch: Float64Array, peeked: Buffer[] | undefined, accepted: Array<object | string> | undefined) => void): void;
   /** The thread accepts the clients of a listening socket (a dup of fd): each told as END_ACCEPTED, a front conn of its own. */
   listen(fd: number, id: number, peekMax: number): object;
   /** A front conn taken back (as abort, the descriptor left open); one the thread accepted leaves its epoll set at once. */
@@ -192,7 +192,7 @@ export function startNativeSplice(): string | null {
 }
 
 /** One call per batch of completions from the native thread: [id, end, first, aToB, bToA, errno, preLeftA, preLeftB, readA, readB]*. */
-function onBatch(batch: number[], peeked: Buffer[] | undefined, accepted: Array<object | string> | undefined): void {
+function onBatch(batch: Float64Array, peeked: Buffer[] | undefined, accepted: Array<object | string> | undefined): void {
   const done: Array<[Adoption, NativeSpliceResult]> = [];
   // front() jobs, each notice in the order told
   const fronts: Array<() => void> = [];
@@ -295,7 +295,7 @@ function asConnectError(err: unknown, host: string, port: number): unknown {
 }
 
 /** The result of an ended splice, from its batch fields (i: its first), with the bytes as the job counts them. */
-function resultAt(batch: number[], i: number, bytes: NativeSpliceBytes, bufferedAToB: number, bufferedBToA: number): NativeSpliceResult {
+function resultAt(batch: Float64Array, i: number, bytes: NativeSpliceBytes, bufferedAToB: number, bufferedBToA: number): NativeSpliceResult {
   const end = END[batch[i + 1]!] ?? 'aborted';
   const first = batch[i + 2]!;
   const result: NativeSpliceResult = {
@@ -929,7 +929,7 @@ export class FrontJob implements NativeSplice {
   }
 
   /** Its end, from the batch: JS never read a byte of it, so the loop's counts are all of them. */
-  result(batch: number[], i: number): NativeSpliceResult {
+  result(batch: Float64Array, i: number): NativeSpliceResult {
     this.final = { fromA: batch[i + 8]!, fromB: batch[i + 9]!, toA: batch[i + 4]!, toB: batch[i + 3]! };
     return resultAt(batch, i, this.final, 0, 0);
   }

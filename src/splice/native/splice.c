@@ -970,12 +970,14 @@ static void *thread_main(void *arg) {
 
 #define BATCH_FIELDS 10
 
-/* Appends one notice's fields to the batch array JS reads BATCH_FIELDS at a time. */
-static void push_fields(napi_env env, napi_value arr, uint32_t *i, const double vals[BATCH_FIELDS]) {
-  for (int j = 0; j < BATCH_FIELDS && arr; j++) {
-    napi_value v;
-    if (napi_create_double(env, vals[j], &v) == napi_ok) napi_set_element(env, arr, (*i)++, v);
-  }
+/* Notices a conn can have in one batch: accepted (with its peek), accept failed, peeked, connected, end. */
+#define NOTICES_PER_CONN 5
+
+/* Appends one notice's fields to the batch (a Float64Array) JS reads BATCH_FIELDS at a time. */
+static void push_fields(double *out, uint32_t *i, const double vals[BATCH_FIELDS]) {
+  if (!out) return;
+  memcpy(out + *i, vals, sizeof(double) * BATCH_FIELDS);
+  *i += BATCH_FIELDS;
 }
 
 static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
@@ -1006,8 +1008,11 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   if (!n) return;
   /* [id, end, first, aToB, bToA, errno, preLeftA, preLeftB, readA, readB] per notice: END_CONNECTED and zeros for a
      CONNECT_SPLICE that connected (told before its end, which may follow in the same batch) */
-  napi_value arr = NULL, peeked = NULL, accepted = NULL;
-  napi_create_array(env, &arr);
+  /* one ArrayBuffer per batch, filled in place: no JS number made or element set per field */
+  napi_value buffer = NULL, arr = NULL, peeked = NULL, accepted = NULL;
+  void *fields = NULL;
+  if (napi_create_arraybuffer(env, n * NOTICES_PER_CONN * BATCH_FIELDS * sizeof(double), &fields, &buffer) != napi_ok) fields = NULL;
+  double *out = fields;
   uint32_t i = 0, k = 0, np = 0, na = 0, told_accepts = 0;
   for (size_t q = 0; q < n; q++) {
     conn_t *c = conns[q];
@@ -1026,7 +1031,7 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
         napi_set_element(env, accepted, na++, ext);
         napi_set_element(env, accepted, na++, address);
         if (with_peek) napi_set_element(env, peeked, np++, buf);
-        push_fields(env, arr, &i, told);
+        push_fields(out, &i, told);
       }
       if (s->live++ == 0) napi_ref_threadsafe_function(env, s->tsfn);
       told_accepts++;
@@ -1040,7 +1045,7 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
     }
     if (notices[q] & NOTICE_ACCEPT_FAILED) {
       const double failed[BATCH_FIELDS] = {c->id, END_ACCEPT_FAILED, 0, 0, 0, c->err, 0, 0, 0, 0};
-      push_fields(env, arr, &i, failed);
+      push_fields(out, &i, failed);
     }
     if (notices[q] & NOTICE_PEEKED) {
       /* the bytes go in the second argument, one Buffer per END_PEEKED, in order */
@@ -1049,25 +1054,26 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
       if (!peeked) napi_create_array(env, &peeked);
       if (peeked && napi_create_buffer_copy(env, c->peek_len, c->peek_len ? c->peek : "", NULL, &buf) == napi_ok) {
         napi_set_element(env, peeked, np++, buf);
-        push_fields(env, arr, &i, told);
+        push_fields(out, &i, told);
       }
       free(c->peek);
       c->peek = NULL;
     }
     if (notices[q] & NOTICE_CONNECTED) {
       const double connected[BATCH_FIELDS] = {c->id, END_CONNECTED, -1, 0, 0, 0, 0, 0, 0, 0};
-      push_fields(env, arr, &i, connected);
+      push_fields(out, &i, connected);
     }
     if (!(notices[q] & NOTICE_END)) continue;
     const double ended[BATCH_FIELDS] = {c->id, c->end, c->first, (double)c->d[0].moved, (double)c->d[1].moved, c->err, c->pre_left[0], c->pre_left[1],
                                         (double)c->d[0].read, (double)c->d[1].read};
-    push_fields(env, arr, &i, ended);
+    push_fields(out, &i, ended);
     k++;
   }
   s->live -= k;
   if (s->live == 0) napi_unref_threadsafe_function(env, s->tsfn);
   napi_value undef;
   napi_get_undefined(env, &undef);
+  if (out && napi_create_typedarray(env, napi_float64_array, i, buffer, 0, &arr) != napi_ok) arr = NULL;
   napi_value args[3] = {arr, peeked ? peeked : undef, accepted ? accepted : undef};
   if (arr) napi_call_function(env, undef, js_cb, 3, args, NULL);
   /* only now, JS having served, held or refused (closed) them: until then their descriptors were in no count of JS's */
