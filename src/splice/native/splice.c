@@ -88,6 +88,8 @@
 #define ACCEPT_WINDOW 32
 /* a client accepted before its first bytes is told to JS when they come (one notice, not two), or after this long */
 #define ACCEPT_HOLD_MS 5
+/* how long the end of a splice that closed normally may wait for another notice to wake JS with (urgent_notice) */
+#define LAZY_END_MS 1
 
 #define LOAD(v) __atomic_load_n(&(v), __ATOMIC_RELAXED)
 #define STORE(v, x) __atomic_store_n(&(v), (x), __ATOMIC_RELAXED)
@@ -184,6 +186,9 @@ typedef struct state {
   conn_t *q_head, *q_tail;
   conn_t *done_head, *done_tail;
   int stop;
+  int signalled;           /* JS has been woken (call_js is due) for the done list */
+  int lazy;                /* thread: the done list holds lazy ends only, JS not woken yet; lazy_at: when it will be */
+  int64_t lazy_at;
   /* main thread only */
   uint64_t live;
   /* splice thread only */
@@ -288,17 +293,41 @@ static void drop_pending(dir_t *x) {
 /* ------------------------------------------------------------ completion */
 
 /* Tells JS (on its next batch) that c connected or ended; a conn is on the done list once, with what is to be told. */
+/* JS must hear at once of anything it acts on (a client to decide, a connect's outcome, a listener closed); the end
+   of a splice that closed normally only settles its bookkeeping, so it may wait LAZY_END_MS for another notice to
+   wake JS with: under load, one wake-up for an accept and the ends before it */
+static int urgent_notice(const conn_t *c, uint8_t notice) {
+  return notice != NOTICE_END || c->end != END_DONE || c->listening || c->connecting;
+}
+
 static void notify(state_t *s, conn_t *c, uint8_t notice) {
   pthread_mutex_lock(&s->mu);
-  int was_empty = s->done_head == NULL;
   if (c->notices == 0) {
     c->done_next = NULL;
     if (s->done_tail) s->done_tail->done_next = c; else s->done_head = c;
     s->done_tail = c;
   }
   c->notices |= notice;
+  int call = 0;
+  if (!s->signalled) {
+    if (urgent_notice(c, notice)) call = s->signalled = 1;
+    else if (!s->lazy) {
+      s->lazy = 1;
+      s->lazy_at = s->now + LAZY_END_MS;
+    }
+  }
   pthread_mutex_unlock(&s->mu);
-  if (was_empty) napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
+  if (call) napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
+}
+
+/* The lazy ends' time is up: JS is woken for them unless it has been (or has taken them) since. */
+static void flush_lazy(state_t *s) {
+  s->lazy = 0;
+  pthread_mutex_lock(&s->mu);
+  int call = !s->signalled && s->done_head != NULL;
+  if (call) s->signalled = 1;
+  pthread_mutex_unlock(&s->mu);
+  if (call) napi_call_threadsafe_function(s->tsfn, NULL, napi_tsfn_nonblocking);
 }
 
 /* The idle clock of a conn starts: at registration, or once a CONNECT_SPLICE has connected. */
@@ -883,10 +912,11 @@ static void *thread_main(void *arg) {
     int timeout = -1;
     if (s->ready_head) {
       timeout = 0;
-    } else if (s->n_timed || s->n_retry || s->hold_head) {
-      int64_t at = s->n_timed ? s->next_scan : s->n_retry ? s->retry_at : s->hold_head->accept_ms + ACCEPT_HOLD_MS;
+    } else if (s->n_timed || s->n_retry || s->hold_head || s->lazy) {
+      int64_t at = s->n_timed ? s->next_scan : s->n_retry ? s->retry_at : s->hold_head ? s->hold_head->accept_ms + ACCEPT_HOLD_MS : s->lazy_at;
       if (s->n_retry && s->retry_at < at) at = s->retry_at;
       if (s->hold_head && s->hold_head->accept_ms + ACCEPT_HOLD_MS < at) at = s->hold_head->accept_ms + ACCEPT_HOLD_MS;
+      if (s->lazy && s->lazy_at < at) at = s->lazy_at;
       int64_t t = at - now_ms();
       timeout = t < 0 ? 0 : (int)t;
     }
@@ -958,6 +988,7 @@ static void *thread_main(void *arg) {
     if (s->n_timed && s->now >= s->next_scan) scan_timeouts(s);
     if (s->n_retry && s->now >= s->retry_at) resume_accepts(s, 1);
     if (s->hold_head) tell_held(s);
+    if (s->lazy && now_ms() >= s->lazy_at) flush_lazy(s);
     while (s->dead) {
       conn_t *c = s->dead;
       s->dead = c->ready_next;
@@ -1004,6 +1035,7 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
     c->notices = 0;
   }
   s->done_head = s->done_tail = NULL;
+  s->signalled = 0;
   pthread_mutex_unlock(&s->mu);
   if (!n) return;
   /* [id, end, first, aToB, bToA, errno, preLeftA, preLeftB, readA, readB] per notice: END_CONNECTED and zeros for a
