@@ -292,7 +292,6 @@ static void drop_pending(dir_t *x) {
 
 /* ------------------------------------------------------------ completion */
 
-/* Tells JS (on its next batch) that c connected or ended; a conn is on the done list once, with what is to be told. */
 /* JS must hear at once of anything it acts on (a client to decide, a connect's outcome, a listener closed); the end
    of a splice that closed normally only settles its bookkeeping, so it may wait LAZY_END_MS for another notice to
    wake JS with: under load, one wake-up for an accept and the ends before it */
@@ -300,6 +299,7 @@ static int urgent_notice(const conn_t *c, uint8_t notice) {
   return notice != NOTICE_END || c->end != END_DONE || c->listening || c->connecting;
 }
 
+/* Tells JS (on its next batch) what became of c; a conn is on the done list once, with what is to be told. */
 static void notify(state_t *s, conn_t *c, uint8_t notice) {
   pthread_mutex_lock(&s->mu);
   if (c->notices == 0) {
