@@ -156,6 +156,9 @@ typedef struct conn {
   /* listen(): fd[0] is a listening socket (a dup of JS's); the thread accepts on it and tells each client as a front
      conn of its own (accepted), peek_max its peek; listen_retry: out of descriptors, accept() is tried again later */
   uint8_t listening, listen_retry, listen_more;
+  /* listening: NODELAY_SET, TCP_NODELAY is set on it, and NODELAY_INHERITED once the backlog of before has been taken
+     (accept() saw it empty): from then on its clients have it from accept(), Linux copying it from the listener */
+  uint8_t listen_nodelay;
   /* made by the thread's accept(): a front conn (a_borrowed: the descriptor is JS's to close once told the end) whose
      fd[0] the thread registered at once; a_released (atomic): JS took it back (release()) and took it out of the epoll
      set itself, so the thread must not touch the descriptor again, whose number JS may already have closed and reused */
@@ -172,6 +175,7 @@ enum { CONNECT_ONLY = 1, CONNECT_SPLICE = 2 };
 /* what the done list tells JS about a conn: it connected and now splices; it ended */
 enum { NOTICE_CONNECTED = 1, NOTICE_END = 2, NOTICE_PEEKED = 4, NOTICE_ACCEPTED = 8, NOTICE_ACCEPT_FAILED = 16 };
 enum { PEEK_WAITING = 1, PEEK_TOLD = 2 };
+enum { NODELAY_SET = 1, NODELAY_INHERITED = 2 };
 /* abort_req: 0 none, ABORT_ANY / ABORT_IF_CONNECTING asked, ABORT_TAKEN seen by the thread */
 enum { ABORT_ANY = 1, ABORT_TAKEN = 2, ABORT_IF_CONNECTING = 3 };
 
@@ -671,7 +675,7 @@ static void set_peer(conn_t *c, const struct sockaddr_storage *ss) {
  */
 static void take_client(state_t *s, conn_t *l, int fd, const struct sockaddr_storage *ss) {
   int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (l->listen_nodelay != NODELAY_INHERITED) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   conn_t *c = new_conn(-(double)++s->accepted_seq);
   if (!c) {
     close(fd);
@@ -736,7 +740,10 @@ static void accept_all(state_t *s, conn_t *l) {
     }
     int e = errno;
     if (e == EINTR || e == ECONNABORTED || e == EPROTO || e == EPERM) continue; /* that client is gone; the next may be there */
-    if (e == EAGAIN || e == EWOULDBLOCK) break;
+    if (e == EAGAIN || e == EWOULDBLOCK) {
+      if (l->listen_nodelay == NODELAY_SET) l->listen_nodelay = NODELAY_INHERITED;
+      break;
+    }
     if (!l->listen_retry) s->n_retry++;
     l->listen_retry = 1;
     s->retry_at = s->now + ACCEPT_RETRY_MS;
@@ -1801,6 +1808,9 @@ static napi_value js_listen(napi_env env, napi_callback_info info) {
   c->fd[0] = own;
   c->listening = 1;
   c->peek_max = peek_max;
+  /* once here rather than once per client (the clients already in the backlog do not have it: take_client sets it) */
+  int one = 1;
+  if (setsockopt(own, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0) c->listen_nodelay = NODELAY_SET;
   return hand_over(env, s, c);
 }
 
