@@ -18,7 +18,7 @@ import { Stats } from '../observe/stats.js';
 import { compileRoutes } from '../route/index.js';
 import { configWarnings } from './warnings.js';
 import { SniffmuxError } from '../errors.js';
-import { listenNatively, nativeAcceptWindow, startNativeSplice, type AcceptedClient, type NativeListener } from '../splice/native.js';
+import { listenNatively, nativeAcceptWindow, nativeSpliceUnavailable, startNativeSplice, type AcceptedClient, type NativeListener } from '../splice/native.js';
 import { descriptorBudget, readDescriptorUse, type DescriptorBudget } from './descriptors.js';
 import { FairStart } from './fair-start.js';
 import { HeapPressure, oldGenerationLimit } from './heap-pressure.js';
@@ -141,8 +141,9 @@ export class Instance implements FastHost<BoundListener> {
     const use = readDescriptorUse();
     if (use === null) return;
     const checked = this.config.backends.reduce((n, b) => n + (b.healthCheck ? b.servers.length : 0), 0);
-    // Clients the native thread has accepted and not yet told hold descriptors that no count here sees.
-    const untold = [...this.servers.values()].some((l) => l.native) ? nativeAcceptWindow : 0;
+    // Clients the native thread has accepted and not yet told hold descriptors that no count here sees: reserved
+    // whenever the thread may accept, since a reload can add its first listener after this budget is made.
+    const untold = nativeAcceptPossible() ? nativeAcceptWindow : 0;
     const budget = descriptorBudget(use, checked + untold, MAX_PENDING);
     this.descriptors = budget;
     this.counters.descriptorCeiling = budget.connections;
@@ -293,8 +294,8 @@ export class Instance implements FastHost<BoundListener> {
    */
   private acceptNatively(listener: BoundListener, frontend: FrontendRuntime, splice: Config['global']['splice']): boolean {
     const fd = (listener.server as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (listener.listen.proxyProtocol || cluster.isWorker || typeof fd !== 'number' || fd < 0) return false;
-    if (splice === 'js' || process.env.SNIFFMUX_NATIVE_ACCEPT === '0' || startNativeSplice() !== null) return false;
+    if (listener.listen.proxyProtocol || typeof fd !== 'number' || fd < 0 || splice === 'js' || !nativeAcceptPossible()) return false;
+    if (startNativeSplice() !== null) return false;
     // Every client of it would be handed back to Node: accepting in the thread would only add a hop.
     if (!mayGoFast(frontend)) return false;
     try {
@@ -618,6 +619,11 @@ function mayGoFast(frontend: FrontendRuntime): boolean {
 function closeListener(listener: BoundListener): Promise<void> {
   if (listener.native) return listener.native.close();
   return new Promise<void>((resolve) => listener.server.close(() => resolve()));
+}
+
+/** The native thread may accept in this process: not a cluster worker (the primary holds the socket), the addon built, not turned off. */
+function nativeAcceptPossible(): boolean {
+  return !cluster.isWorker && process.env.SNIFFMUX_NATIVE_ACCEPT !== '0' && nativeSpliceUnavailable === null;
 }
 
 /**
