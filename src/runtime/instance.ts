@@ -12,7 +12,7 @@ import { AcceptedDescriptor, FastConnection, kFastStart, type AcceptedHandle, ty
 import { FrontendRuntime, type ProcessCounters } from '../frontend/frontend.js';
 import { bindListener, boundAddress } from '../frontend/listener.js';
 import { SniffBudget } from '../frontend/sniff-budget.js';
-import { unmapIPv4 } from '../frontend/client-address.js';
+import { formatAddress, unmapIPv4 } from '../frontend/client-address.js';
 import type { Logger } from '../observe/log.js';
 import { Stats } from '../observe/stats.js';
 import { compileRoutes } from '../route/index.js';
@@ -536,7 +536,13 @@ export class Instance implements FastHost<BoundListener> {
   /** Beyond maxconn and a full hold queue (or short of memory): closed at once, and logged with why. */
   private refuse(socket: net.Socket, listener: BoundListener, reason: string): void {
     this.logger.info(
-      { client: `${socket.remoteAddress}:${socket.remotePort}`, frontend: listener.frontend, listen: listener.listen.address.text, termination: 'maxconn', reason },
+      {
+        client: formatAddress(unmapIPv4(socket.remoteAddress ?? ''), socket.remotePort ?? 0),
+        frontend: listener.frontend,
+        listen: listener.listen.address.text,
+        termination: 'maxconn',
+        reason,
+      },
       'connection',
     );
     socket.destroy();

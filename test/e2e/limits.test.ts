@@ -82,6 +82,27 @@ t.test('sniff budget per source: one address cannot hold more than its share', a
   t.equal(await realClient(mux.port('fe')), 'web', 'another address is served');
 });
 
+t.test('a refused IPv6 client is logged as [address]:port, as the connection lines are', async (t) => {
+  const web = await taggedEcho('web');
+  const mux = await startMux({
+    global: { sniffBudget: { perSource: 1 } },
+    frontends: [{ name: 'fe', listen: ['[::1]:0'], inspect: { delay: '30s' }, default: 'web' }],
+    backends: [{ name: 'web', servers: [{ name: 'w1', address: web.address }] }],
+  });
+  const silent = net.connect({ host: '::1', port: mux.port('fe') });
+  t.teardown(async () => {
+    silent.destroy();
+    await mux.stop();
+    await web.close();
+  });
+  await new Promise((resolve, reject) => silent.once('connect', resolve).once('error', reject));
+  const refused = net.connect({ host: '::1', port: mux.port('fe') });
+  const refusedPort = await new Promise<number>((resolve, reject) => refused.once('connect', () => resolve(refused.localPort!)).once('error', reject));
+  await new Promise((resolve) => refused.once('close', resolve).resume());
+  const line = await mux.waitForLog((l) => l.msg === 'connection' && l.termination === 'maxconn');
+  t.equal(line.client, `[::1]:${refusedPort}`, 'the address in brackets, then the port');
+});
+
 t.test('sniff budget in total: past it, the oldest sniffing connection is decided at once', async (t) => {
   const { mux, silent } = await setup(t, { sniffBudget: { total: 20 } });
   const first = (await silent(1))[0]!;
