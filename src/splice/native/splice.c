@@ -296,11 +296,12 @@ static void drop_pending(dir_t *x) {
 
 /* ------------------------------------------------------------ completion */
 
-/* JS must hear at once of anything it acts on (a client to decide, a connect's outcome, a listener closed); the end
-   of a splice that closed normally only settles its bookkeeping, so it may wait LAZY_END_MS for another notice to
-   wake JS with: under load, one wake-up for an accept and the ends before it */
+/* JS must hear at once of anything it acts on (a client to decide, a connect's outcome, an error, an abort, a
+   listener closed); the end of a splice that closed normally (END_DONE, which only pump() sets, so never a listener
+   nor a connect) only settles its bookkeeping, so it may wait LAZY_END_MS for another notice to wake JS with: under
+   load, one wake-up for an accept and the ends before it */
 static int urgent_notice(const conn_t *c, uint8_t notice) {
-  return notice != NOTICE_END || c->end != END_DONE || c->listening || c->connecting;
+  return notice != NOTICE_END || c->end != END_DONE;
 }
 
 /* Tells JS (on its next batch) what became of c; a conn is on the done list once, with what is to be told. */
@@ -909,6 +910,16 @@ static void scan_timeouts(state_t *s) {
   s->next_scan = next;
 }
 
+/* The soonest of the thread's timed work (idle scan, accept retry, held accepts, lazy ends); INT64_MAX when none. */
+static int64_t next_deadline(const state_t *s) {
+  int64_t at = INT64_MAX;
+  if (s->n_timed) at = s->next_scan;
+  if (s->n_retry && s->retry_at < at) at = s->retry_at;
+  if (s->hold_head && s->hold_head->accept_ms + ACCEPT_HOLD_MS < at) at = s->hold_head->accept_ms + ACCEPT_HOLD_MS;
+  if (s->lazy && s->lazy_at < at) at = s->lazy_at;
+  return at;
+}
+
 static void *thread_main(void *arg) {
   state_t *s = arg;
   struct epoll_event evs[MAX_EVENTS];
@@ -919,13 +930,12 @@ static void *thread_main(void *arg) {
     int timeout = -1;
     if (s->ready_head) {
       timeout = 0;
-    } else if (s->n_timed || s->n_retry || s->hold_head || s->lazy) {
-      int64_t at = s->n_timed ? s->next_scan : s->n_retry ? s->retry_at : s->hold_head ? s->hold_head->accept_ms + ACCEPT_HOLD_MS : s->lazy_at;
-      if (s->n_retry && s->retry_at < at) at = s->retry_at;
-      if (s->hold_head && s->hold_head->accept_ms + ACCEPT_HOLD_MS < at) at = s->hold_head->accept_ms + ACCEPT_HOLD_MS;
-      if (s->lazy && s->lazy_at < at) at = s->lazy_at;
-      int64_t t = at - now_ms();
-      timeout = t < 0 ? 0 : (int)t;
+    } else {
+      int64_t at = next_deadline(s);
+      if (at != INT64_MAX) {
+        int64_t t = at - now_ms();
+        timeout = t < 0 ? 0 : (int)t;
+      }
     }
     int n = epoll_wait(s->epfd, evs, MAX_EVENTS, timeout);
     if (n < 0) n = 0; /* EINTR */
