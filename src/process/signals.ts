@@ -14,11 +14,13 @@ export function handleStopSignals(instance: Instance, logger: Logger, onStopped:
     }
     stopping = true;
     const active = instance.activeConnections;
-    // stop() closes the listeners before it returns: once this line can be read, no connection is accepted
-    // (pino writes it from another thread, which could otherwise beat the close).
     const stopped = instance.stop();
-    logger.info({ signal, active, grace: instance.config.global.grace }, 'stopping: draining connections');
-    void stopped.then(() => {
+    // Once every port refuses: once this line can be read, no connection is accepted (the native thread closes its
+    // listening sockets a moment after stop() begins, and pino writes from another thread).
+    const said = instance.stopAccepting().then(() => {
+      logger.info({ signal, active, grace: instance.config.global.grace }, 'stopping: draining connections');
+    });
+    void Promise.all([stopped, said]).then(() => {
       logger.info('stopped');
       onStopped();
     });

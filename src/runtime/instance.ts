@@ -56,6 +56,8 @@ export class Instance implements FastHost<BoundListener> {
   /** Accepted, not yet looked at: started round-robin across client addresses. */
   private readonly starting = new FairStart<BoundListener>((socket, listener) => this.accept(socket, listener));
   private drained: (() => void) | null = null;
+  /** Settles once every listener refuses new clients (stopAccepting, the start of stop). */
+  private refusing: Promise<void> | null = null;
   private started = false;
   private readonly heap = new HeapPressure();
   private readonly idleCollector = new IdleCollector({ busy: () => this.counters.sniffBudget.size > 0 });
@@ -228,7 +230,7 @@ export class Instance implements FastHost<BoundListener> {
     // "stopped listening" is logged once the port refuses: the native thread closes its listening socket asynchronously
     await Promise.all(
       removed.map(async (listener) => {
-        await stopAccepting(listener);
+        await stopAcceptingOn(listener);
         this.logger.info({ frontend: listener.frontend, listen: listener.listen.address.text }, 'stopped listening');
       }),
     );
@@ -553,6 +555,7 @@ export class Instance implements FastHost<BoundListener> {
    * closes the rest (logged with termination `shutdown`).
    */
   async stop(graceMs = this.config.global.grace): Promise<void> {
+    void this.stopAccepting();
     this.health.stop();
     this.idleCollector.stop();
     this.unsubscribeShortage?.();
@@ -578,6 +581,16 @@ export class Instance implements FastHost<BoundListener> {
     await listenersClosed;
     // Last, so the status page can be watched while connections drain.
     await this.admin?.stop();
+  }
+
+  /**
+   * Stops every listener accepting (stop() starts with it); settles once each
+   * port refuses new clients: the native thread closes its listening sockets
+   * a moment later than this call.
+   */
+  stopAccepting(): Promise<void> {
+    this.refusing ??= Promise.all([...this.servers.values()].map(stopAcceptingOn)).then(() => undefined);
+    return this.refusing;
   }
 
   /** Stops accepting at once; the promise settles when the listeners' last connections are gone. */
@@ -637,7 +650,7 @@ function nativeAcceptPossible(): boolean {
  * (Node's server.close() closes the descriptor at once, though its callback
  * waits for the open connections; the native thread closes its dup later).
  */
-function stopAccepting(listener: BoundListener): Promise<void> {
+function stopAcceptingOn(listener: BoundListener): Promise<void> {
   if (listener.native) return listener.native.close();
   listener.server.close();
   return Promise.resolve();
