@@ -21,9 +21,10 @@ const BURST = 60;
  * Opens the burst (from `burstAddresses` in turn) and then the lone client,
  * each sending its banner at once; resolves with the order the backend saw.
  * The clients run in a child process while this one (sniffmux's) is held,
- * so every connection waits in the kernel's accept queue, in that order,
- * with its banner already there, before sniffmux accepts any: the order
- * then shows how sniffmux started them, not how fast each one's bytes came.
+ * so every connection waits, in that order and with its banner already
+ * there, before sniffmux's JavaScript hears of any (in the kernel's accept
+ * queue, or accepted by the native thread): the order then shows how
+ * sniffmux started them, not how fast each one's bytes came.
  */
 async function startOrder(t: Test, burstAddresses: string[]): Promise<string[]> {
   const seen: string[] = [];
@@ -62,17 +63,24 @@ async function startOrder(t: Test, burstAddresses: string[]): Promise<string[]> 
   return seen;
 }
 
-/** The child: connects each client in order, sends its banner, and says so (a file) once every banner is sent. */
+/**
+ * The child: connects each client once the one before has sent its banner, and says so (a file) once every banner
+ * is sent. One at a time, because the native thread accepts while this process is held: a client it took before its
+ * banner came (the child's loop busy connecting the others) would be routed when the banner came, after the next
+ * ones, as whichever is ready first is (HAProxy too).
+ */
 const CLIENTS = `
   const net = require('node:net');
   const fs = require('node:fs');
   const [port, clients, ready] = [Number(process.argv[1]), JSON.parse(process.argv[2]), process.argv[3]];
-  let left = clients.length;
-  for (const [name, localAddress] of clients) {
+  const next = (i) => {
+    if (i === clients.length) return fs.writeFileSync(ready, '');
+    const [name, localAddress] = clients[i];
     const socket = net.connect({ port, host: '127.0.0.1', localAddress });
     socket.on('error', (e) => { console.error(name, e.message); process.exit(1); });
-    socket.write('SSH-2.0-' + name + '\\r\\n', () => { if (--left === 0) fs.writeFileSync(ready, ''); });
-  }
+    socket.write('SSH-2.0-' + name + '\\r\\n', () => next(i + 1));
+  };
+  next(0);
   process.stdin.resume(); // until the test kills it
 `;
 
