@@ -2,7 +2,7 @@ import { closeSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import type { Listen } from '../config/types.js';
+import type { Address, Listen } from '../config/types.js';
 import { queueFullReason, type Acquired, type BackendPool } from '../backend/pool.js';
 import type { ServerState } from '../backend/server-state.js';
 import { ConnectError, connectFd, connectSpliced, connectTo, nativelyConnectable } from '../backend/connect.js';
@@ -35,6 +35,9 @@ type SocketHandler = (this: Owned, ...args: any[]) => void; // each takes its ev
 /** Told when a connection has ended and been logged (the Instance). */
 export interface ConnectionOwner {
   connectionDone(connection: ClientConnection, frontend: FrontendRuntime): void;
+  /** May this connection hold a third descriptor while it connects (connectSpliced)? returnConnectDup once it settles. */
+  takeConnectDup(): boolean;
+  returnConnectDup(): void;
 }
 
 type Phase = 'proxy-header' | 'sniff' | 'handshake' | 'http' | 'connect' | 'splice' | 'closing';
@@ -425,7 +428,7 @@ export class ClientConnection implements RouteFacts {
         const timeout = pool.config.timeouts.connect;
         const native = this.splicesNatively(pool) && nativelyConnectable(address);
         // Connected and spliced by the native thread: spliceConnected has done the rest (a client gone meanwhile aborted it).
-        if (native && (await connectSpliced(address, timeout, this.client, this.replay(), this.tunnelTimeout(), this))) return;
+        if (native && (await this.connectSplicedWithin(address, timeout))) return;
         const connection = native ? await connectFd(address, timeout) : await connectTo(address, timeout, pool.tls);
         this.connectMs = performance.now() - started - this.queueMs;
         server.total++;
@@ -570,6 +573,16 @@ export class ClientConnection implements RouteFacts {
 
   private unwatchServer(server: net.Socket): void {
     for (const [event, handler] of ClientConnection.serverEvents) server.removeListener(event, handler);
+  }
+
+  /** connectSpliced, if the descriptor budget has room for the dup it holds meanwhile (false: connect with connectFd). */
+  private async connectSplicedWithin(address: Address, timeoutMs: number): Promise<boolean> {
+    if (!this.owner.takeConnectDup()) return false;
+    try {
+      return await connectSpliced(address, timeoutMs, this.client, this.replay(), this.tunnelTimeout(), this);
+    } finally {
+      this.owner.returnConnectDup();
+    }
   }
 
   /** connectSpliced: the server is connected and the native thread splices (the replay sent first). */

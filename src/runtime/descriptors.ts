@@ -25,8 +25,10 @@ export const DESCRIPTOR_HEADROOM = 32;
 /**
  * Share of the spare descriptors set aside for held connections (the rest
  * serve, two each): a sixteenth, so that serving keeps nearly all of them —
- * at the 20,000 of this project's machines about 9,300 connections served
- * and 1,200 held, where HAProxy's own arithmetic serves 9,900.
+ * at the 20,000 of this project's machines about 9,080 connections served
+ * and 1,200 held once the native thread's reserve is kept (its pipes, its
+ * untold clients, its connect dups: about 560), where HAProxy's own
+ * arithmetic serves 9,900 without splice pipes.
  */
 const HELD_SHARE = 16;
 
@@ -50,7 +52,8 @@ export function readDescriptorUse(): { limit: number; inUse: number } | null {
 
 /**
  * Splits what the limit leaves after `inUse` and `reserve` (one per
- * health-checked server, plus DESCRIPTOR_HEADROOM): a sixteenth (at most
+ * health-checked server, and what the native thread may hold outside any
+ * count: see Instance.budgetDescriptors), and DESCRIPTOR_HEADROOM: a sixteenth (at most
  * `maxHeld`) for held connections, the rest for served ones at two each.
  */
 export function descriptorBudget(use: { limit: number; inUse: number }, reserve: number, maxHeld: number): DescriptorBudget {

@@ -18,7 +18,7 @@ import { Stats } from '../observe/stats.js';
 import { compileRoutes } from '../route/index.js';
 import { configWarnings } from './warnings.js';
 import { SniffmuxError } from '../errors.js';
-import { listenNatively, nativeAcceptWindow, nativeSpliceUnavailable, startNativeSplice, type AcceptedClient, type NativeListener } from '../splice/native.js';
+import { listenNatively, nativeAcceptWindow, nativePipeDescriptors, nativeSpliceUnavailable, startNativeSplice, type AcceptedClient, type NativeListener } from '../splice/native.js';
 import { descriptorBudget, readDescriptorUse, type DescriptorBudget } from './descriptors.js';
 import { FairStart } from './fair-start.js';
 import { HeapPressure, oldGenerationLimit } from './heap-pressure.js';
@@ -67,6 +67,8 @@ export class Instance implements FastHost<BoundListener> {
   /** Descriptor shortages since the last one logged, and when that was (logged at most once a second). */
   private shortages = 0;
   private shortageLoggedAt = 0;
+  /** Connections connecting the native way now, each holding a dup of its client (takeConnectDup). */
+  private connectDups = 0;
   private unsubscribeShortage: (() => void) | null = null;
   /** What the open-file limit allows (made once at start); null where it cannot be read. */
   private descriptors: DescriptorBudget | null = null;
@@ -143,10 +145,12 @@ export class Instance implements FastHost<BoundListener> {
     const use = readDescriptorUse();
     if (use === null) return;
     const checked = this.config.backends.reduce((n, b) => n + (b.healthCheck ? b.servers.length : 0), 0);
-    // Clients the native thread has accepted and not yet told hold descriptors that no count here sees: reserved
-    // whenever the thread may accept, since a reload can add its first listener after this budget is made.
+    // Descriptors the native thread may hold that no count of served or waiting connections sees: clients it has
+    // accepted and not yet told, its pipes, and the dups of clients connecting the native way (takeConnectDup).
+    // Reserved whenever the thread may be used, since a reload can add its first listener after this budget is made.
     const untold = nativeAcceptPossible() ? nativeAcceptWindow : 0;
-    const budget = descriptorBudget(use, checked + untold, MAX_PENDING);
+    const native = nativeSpliceUnavailable === null ? nativePipeDescriptors(use.limit) + CONNECT_DUPS : 0;
+    const budget = descriptorBudget(use, checked + untold + native, MAX_PENDING);
     this.descriptors = budget;
     this.counters.descriptorCeiling = budget.connections;
     this.counters.sniffBudget.setLimits(this.sniffLimits(this.config));
@@ -426,6 +430,22 @@ export class Instance implements FastHost<BoundListener> {
     socket.resume();
   }
 
+  /**
+   * May a connection connect the native way (connectSpliced), holding a
+   * third descriptor, the thread's dup of its client, until the connect
+   * settles? At most CONNECT_DUPS at once under a descriptor budget; the
+   * others connect with two (connectFd), which costs a round trip to JS.
+   */
+  takeConnectDup(): boolean {
+    if (this.descriptors !== null && this.connectDups >= CONNECT_DUPS) return false;
+    this.connectDups++;
+    return true;
+  }
+
+  returnConnectDup(): void {
+    this.connectDups--;
+  }
+
   /** A connection ended and was logged (ClientConnection calls it: one owner object instead of a closure per connection). */
   connectionDone(done: Open, frontend: FrontendRuntime): void {
     this.forget(done, frontend);
@@ -508,22 +528,24 @@ export class Instance implements FastHost<BoundListener> {
     this.shortages = 0;
   };
 
-  /** Why a connection is refused when as many wait as may (held beyond maxconn, or not started yet). */
   /**
    * Would one more connection waiting unread (its start, or beyond a
-   * maxconn) be one too many? Each waiting one takes a descriptor, each
-   * served one two: so the fewer are served, the more may wait — a storm of
-   * connections gone before their start (a paused socket does not notice)
-   * must not fill a fixed-size queue and turn real clients away. With every
-   * slot served, `held` may still wait.
+   * maxconn) be one too many? A waiting one takes one descriptor now and
+   * two once it is served, which it may be as soon as its turn comes: so
+   * served and waiting together stay within the budget's served plus held,
+   * which keeps both sides of every served one and each held one within the
+   * open-file limit whatever order they are started in. (Counting a waiting
+   * one as the single descriptor it holds today let a burst waiting to start
+   * outgrow the limit as it was served: EMFILE under load.)
    */
   private waitingFull(): boolean {
     const waiting = this.starting.size + this.pending.length;
     const budget = this.descriptors;
     if (budget === null) return waiting >= MAX_PENDING;
-    return 2 * this.connections.size + waiting >= 2 * budget.connections + budget.held;
+    return this.connections.size + waiting >= budget.connections + budget.held;
   }
 
+  /** Why a connection is refused when as many wait as may (held beyond maxconn, or not started yet). */
   private fullReason(): string {
     const budget = this.descriptors;
     const waiting = this.pending.length + this.starting.size;
@@ -679,6 +701,9 @@ function spliceNatively(config: Config): boolean {
 
 /** Connections held unread beyond maxconn before new ones are refused (as a listen backlog). */
 const MAX_PENDING = 4096;
+
+/** Connections that may connect the native way at once under a descriptor budget, each holding a dup of its client meanwhile. */
+const CONNECT_DUPS = 16;
 
 /**
  * An address with the same PROXY-protocol expectation is the same listener

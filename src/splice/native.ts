@@ -88,6 +88,8 @@ interface Binding {
   connSize: number;
   /** Clients the thread accepts before JS is told of them, at most: descriptors outside JS's count. */
   acceptWindow: number;
+  /** The pipes the thread allows itself (in use and pooled) under this open-file limit: two descriptors each. */
+  pipeLimit(nofile: number): number;
 }
 
 /** Counters of the native thread (read without locking: approximate while busy). */
@@ -103,7 +105,7 @@ export interface NativeSpliceStats {
   fallbackChunks: number;
   /** chunks copied with recv()/send() because they were small: a direction is spliced from its first read of a full 16 KiB on */
   smallChunks: number;
-  /** pipes not created because pipesMax (a sixteenth of the open-file limit) exist already */
+  /** pipes not created because pipesMax (a sixteenth of the open-file limit, at most 256) exist already */
   pipesRefused: number;
   pipesMax: number;
 }
@@ -143,6 +145,11 @@ export const nativeSpliceUnavailable: string | null = loaded.why;
 
 /** Descriptors a native listener's clients may hold before JS hears of them (all listeners together): the descriptor budget keeps them free. */
 export const nativeAcceptWindow: number = binding?.acceptWindow ?? 0;
+
+/** Descriptors the native thread's pipes may hold under this open-file limit (0 without the addon): the descriptor budget keeps them free. */
+export function nativePipeDescriptors(nofile: number): number {
+  return binding ? 2 * binding.pipeLimit(nofile) : 0;
+}
 
 /** sizeof the native per-connection struct, in bytes (0 when unavailable). */
 export const nativeConnSize: number = binding?.connSize ?? 0;

@@ -10,7 +10,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { tmpdir } from 'node:os';
@@ -100,6 +100,30 @@ export function rssSampler(pid: number | null = null, everyMs = 50): { max(): nu
   const timer = setInterval(sample, everyMs).unref();
   return {
     max: () => max,
+    stop: () => {
+      clearInterval(timer);
+      sample();
+      return max;
+    },
+  };
+}
+
+/**
+ * The most descriptors process `pid` had open, sampled every `everyMs`
+ * (from /proc, as an operator would look): how close it came to its limit.
+ */
+export function descriptorSampler(pid: number, everyMs = 2): { stop(): number } {
+  let max = 0;
+  const sample = (): void => {
+    try {
+      max = Math.max(max, readdirSync(`/proc/${pid}/fd`).length);
+    } catch {
+      // The process is gone.
+    }
+  };
+  sample();
+  const timer = setInterval(sample, everyMs).unref();
+  return {
     stop: () => {
       clearInterval(timer);
       sample();

@@ -39,10 +39,11 @@
  *   kept per direction in a malloc'd block (at most FALLBACK_CHUNK bytes).
  *
  *   Pipes cost descriptors, which accept() and connect() need too: at most
- *   pipes_max (a sixteenth of RLIMIT_NOFILE, see js_start) exist at once, in
- *   use or pooled; past that a direction goes through recv()/send() as if
- *   pipe2() had failed. So slow readers, each pinning a full pipe, cannot use
- *   up the process's descriptors.
+ *   pipes_max (pipe_limit: a sixteenth of RLIMIT_NOFILE, at most PIPES_MAX)
+ *   exist at once, in use or pooled, and JS keeps that many out of its
+ *   connection budget; past that a direction goes through recv()/send() as
+ *   if pipe2() had failed. So slow readers, each pinning a full pipe, cannot
+ *   use up the process's descriptors.
  *
  * Counters JS reads while the conn is live (live bytes in status and
  * metrics, bytes held): one writer (the thread), relaxed atomic loads and
@@ -76,6 +77,8 @@
 #include <unistd.h>
 
 #define POOL_MAX 128          /* idle pipes kept for reuse (2 fds each) */
+#define PIPES_MIN 4           /* pipes allowed (pipe_limit) under the smallest open-file limit */
+#define PIPES_MAX 256         /* ... and under the largest: bulk needs a pipe per busy direction, not per connection */
 #define CHUNK (1 << 20)       /* ask splice for up to this much; the pipe's capacity limits it */
 #define FALLBACK_CHUNK 16384  /* recv()/send() chunk when no pipe can be had */
 #define BUDGET 16             /* chunks per direction per turn before other conns get a go */
@@ -249,6 +252,17 @@ static void wake(state_t *s) {
 }
 
 /* ------------------------------------------------------------------ pipes */
+
+/*
+ * Pipes at most (in use and pooled) under an open-file limit of fds: a
+ * sixteenth of it, between PIPES_MIN and PIPES_MAX. JS reserves twice this
+ * many descriptors in its budget (pipeLimit), so that pipes never take a
+ * descriptor that accept() or connect() was counted on; past it a direction
+ * goes through recv()/send(), which costs a copy, not a connection.
+ */
+static uint32_t pipe_limit(uint64_t fds) {
+  return fds / 16 < PIPES_MIN ? PIPES_MIN : fds / 16 > PIPES_MAX ? PIPES_MAX : (uint32_t)(fds / 16);
+}
 
 static int pipe_acquire(state_t *s, dir_t *x) {
   if (x->pr >= 0) return 0;
@@ -1260,7 +1274,7 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
   }
   struct rlimit nofile;
   uint64_t fds = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY ? (uint64_t)nofile.rlim_cur : 1u << 20;
-  s->pipes_max = fds / 16 < 4 ? 4 : fds / 16 > 65536 ? 65536 : (uint32_t)(fds / 16);
+  s->pipes_max = pipe_limit(fds);
   if (!s->buf) s->buf = malloc(FALLBACK_CHUNK);
   if (!s->buf) return throw_errno(env, "malloc", ENOMEM);
   s->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -1885,6 +1899,20 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   return o;
 }
 
+/* pipeLimit(nofile): the pipes the thread allows itself under that open-file limit (pipe_limit), for JS's budget. */
+static napi_value js_pipe_limit(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  double fds = 0;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1 || napi_get_value_double(env, argv[0], &fds) != napi_ok || !(fds >= 0)) {
+    napi_throw_type_error(env, NULL, "pipeLimit(nofile)");
+    return NULL;
+  }
+  CHECK(napi_create_uint32(env, pipe_limit(fds > 1e15 ? (uint64_t)1e15 : (uint64_t)fds), &out));
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   state_t *s = calloc(1, sizeof *s);
   if (!s) {
@@ -1924,6 +1952,8 @@ static napi_value init(napi_env env, napi_value exports) {
   CHECK(napi_set_named_property(env, exports, "connSize", size));
   CHECK(napi_create_uint32(env, ACCEPT_WINDOW, &size));
   CHECK(napi_set_named_property(env, exports, "acceptWindow", size));
+  CHECK(napi_create_function(env, "pipeLimit", NAPI_AUTO_LENGTH, js_pipe_limit, NULL, &fn));
+  CHECK(napi_set_named_property(env, exports, "pipeLimit", fn));
   return exports;
 }
 
