@@ -18,7 +18,7 @@ import { Stats } from '../observe/stats.js';
 import { compileRoutes } from '../route/index.js';
 import { configWarnings } from './warnings.js';
 import { SniffmuxError } from '../errors.js';
-import { listenNatively, nativeAcceptWindow, nativePipeDescriptors, nativeSpliceUnavailable, startNativeSplice, type AcceptedClient, type NativeListener } from '../splice/native.js';
+import { listenNatively, nativeConnectDups, nativeDescriptorReserve, nativeSpliceUnavailable, startNativeSplice, type AcceptedClient, type NativeListener } from '../splice/native.js';
 import { descriptorBudget, readDescriptorUse, type DescriptorBudget } from './descriptors.js';
 import { FairStart } from './fair-start.js';
 import { HeapPressure, oldGenerationLimit } from './heap-pressure.js';
@@ -145,12 +145,9 @@ export class Instance implements FastHost<BoundListener> {
     const use = readDescriptorUse();
     if (use === null) return;
     const checked = this.config.backends.reduce((n, b) => n + (b.healthCheck ? b.servers.length : 0), 0);
-    // Descriptors the native thread may hold that no count of served or waiting connections sees: clients it has
-    // accepted and not yet told, its pipes, and the dups of clients connecting the native way (takeConnectDup).
-    // Reserved whenever the thread may be used, since a reload can add its first listener after this budget is made.
-    const untold = nativeAcceptPossible() ? nativeAcceptWindow : 0;
-    const native = nativeSpliceUnavailable === null ? nativePipeDescriptors(use.limit) + CONNECT_DUPS : 0;
-    const budget = descriptorBudget(use, checked + untold + native, MAX_PENDING);
+    // Reserved whenever the thread may accept, since a reload can add its first such listener after this budget is made.
+    const native = nativeDescriptorReserve(use.limit, nativeAcceptPossible());
+    const budget = descriptorBudget(use, checked + native, MAX_PENDING);
     this.descriptors = budget;
     this.counters.descriptorCeiling = budget.connections;
     this.counters.sniffBudget.setLimits(this.sniffLimits(this.config));
@@ -433,11 +430,11 @@ export class Instance implements FastHost<BoundListener> {
   /**
    * May a connection connect the native way (connectSpliced), holding a
    * third descriptor, the thread's dup of its client, until the connect
-   * settles? At most CONNECT_DUPS at once under a descriptor budget; the
+   * settles? At most nativeConnectDups at once under a descriptor budget; the
    * others connect with two (connectFd), which costs a round trip to JS.
    */
   takeConnectDup(): boolean {
-    if (this.descriptors !== null && this.connectDups >= CONNECT_DUPS) return false;
+    if (this.descriptors !== null && this.connectDups >= nativeConnectDups) return false;
     this.connectDups++;
     return true;
   }
@@ -701,9 +698,6 @@ function spliceNatively(config: Config): boolean {
 
 /** Connections held unread beyond maxconn before new ones are refused (as a listen backlog). */
 const MAX_PENDING = 4096;
-
-/** Connections that may connect the native way at once under a descriptor budget, each holding a dup of its client meanwhile. */
-const CONNECT_DUPS = 16;
 
 /**
  * An address with the same PROXY-protocol expectation is the same listener

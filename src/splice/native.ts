@@ -143,12 +143,19 @@ const binding = loaded.binding;
 /** null when available; otherwise why not (not Linux, addon not built, load error text). */
 export const nativeSpliceUnavailable: string | null = loaded.why;
 
-/** Descriptors a native listener's clients may hold before JS hears of them (all listeners together): the descriptor budget keeps them free. */
-export const nativeAcceptWindow: number = binding?.acceptWindow ?? 0;
+/** Connections that may connect through the thread at once from JS's path (connectThenSplice), each holding a dup of its client meanwhile. */
+export const nativeConnectDups = 16;
 
-/** Descriptors the native thread's pipes may hold under this open-file limit (0 without the addon): the descriptor budget keeps them free. */
-export function nativePipeDescriptors(nofile: number): number {
-  return binding ? 2 * binding.pipeLimit(nofile) : 0;
+/**
+ * Descriptors the native thread may hold under this open-file limit that no
+ * count of served or waiting connections sees (0 without the addon): its
+ * pipes, the dups of clients connecting through it, and, when it accepts
+ * (`accepting`), the clients it has not told JS of yet. The descriptor
+ * budget keeps them free.
+ */
+export function nativeDescriptorReserve(nofile: number, accepting: boolean): number {
+  if (!binding) return 0;
+  return 2 * binding.pipeLimit(nofile) + nativeConnectDups + (accepting ? binding.acceptWindow : 0);
 }
 
 /** sizeof the native per-connection struct, in bytes (0 when unavailable). */

@@ -85,18 +85,17 @@ export function procMemory(pid: number): { rss: number; peak: number } {
   return { rss: kb('VmRSS'), peak: kb('VmHWM') };
 }
 
-/** Samples a process's RSS every `everyMs` and keeps the highest; `stop()` returns it (bytes). */
-export function rssSampler(pid: number | null = null, everyMs = 50): { max(): number; stop(): number } {
+/** Samples `read()` every `everyMs` and keeps the highest; `stop()` returns it. Unref'd: a scenario that fails before stop() must not keep the test process alive. */
+function peakSampler(read: () => number, everyMs: number): { max(): number; stop(): number } {
   let max = 0;
   const sample = (): void => {
     try {
-      max = Math.max(max, pid === null ? process.memoryUsage.rss() : procMemory(pid).rss);
+      max = Math.max(max, read());
     } catch {
       // The process is gone.
     }
   };
   sample();
-  // Unref'd: a scenario that fails before stop() must not keep the test process alive.
   const timer = setInterval(sample, everyMs).unref();
   return {
     max: () => max,
@@ -108,28 +107,14 @@ export function rssSampler(pid: number | null = null, everyMs = 50): { max(): nu
   };
 }
 
-/**
- * The most descriptors process `pid` had open, sampled every `everyMs`
- * (from /proc, as an operator would look): how close it came to its limit.
- */
+/** The highest RSS of a process (bytes), sampled every `everyMs`. */
+export function rssSampler(pid: number | null = null, everyMs = 50): { max(): number; stop(): number } {
+  return peakSampler(() => (pid === null ? process.memoryUsage.rss() : procMemory(pid).rss), everyMs);
+}
+
+/** The most descriptors process `pid` had open, sampled every `everyMs` (from /proc, as an operator would look). */
 export function descriptorSampler(pid: number, everyMs = 2): { stop(): number } {
-  let max = 0;
-  const sample = (): void => {
-    try {
-      max = Math.max(max, readdirSync(`/proc/${pid}/fd`).length);
-    } catch {
-      // The process is gone.
-    }
-  };
-  sample();
-  const timer = setInterval(sample, everyMs).unref();
-  return {
-    stop: () => {
-      clearInterval(timer);
-      sample();
-      return max;
-    },
-  };
+  return peakSampler(() => readdirSync(`/proc/${pid}/fd`).length, everyMs);
 }
 
 // ---- the real binary -----------------------------------------------------------------------
