@@ -9,8 +9,9 @@
  * below the mark or a tenth of the connections open when it became tight
  * have closed (a collection follows the allocations of new ones). Eased that
  * way with the heap still over the mark, it is tight again only once
- * TIGHT_FLOOR more connections are open than the fewest since, so a draining
- * flood does not flap it and refuse the few clients arriving meanwhile.
+ * TIGHT_FLOOR more connections are open than the fewest since (whatever the
+ * heap read in between), so a draining flood does not flap it and refuse the
+ * few clients arriving meanwhile.
  *
  * With fewer than TIGHT_FLOOR connections open it is never tight: so few
  * cannot hold that much, the heap is garbage V8 will collect before it runs
@@ -46,14 +47,10 @@ export class HeapPressure {
       this.easedLow = over ? active : null;
       return 'eased';
     }
-    if (!over) {
-      this.easedLow = null;
-      return null;
-    }
-    if (this.easedLow !== null && active < this.easedLow + TIGHT_FLOOR) {
-      this.easedLow = Math.min(this.easedLow, active);
-      return null;
-    }
+    // The fewest since easing counts every reading: a collection in the middle of a drain takes the heap below the mark for a moment, and the garbage of the connections still closing takes it over again.
+    if (this.easedLow !== null) this.easedLow = Math.min(this.easedLow, active);
+    if (!over) return null;
+    if (this.easedLow !== null && active < this.easedLow + TIGHT_FLOOR) return null;
     this.tightAt = active;
     this.easedLow = null;
     return 'tight';

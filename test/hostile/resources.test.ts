@@ -246,7 +246,13 @@ t.test('file descriptors', async (t) => {
     if (fresh.error) t.comment(mux.other().slice(-2000));
     const reply = await httpOnce(port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n').catch((e: Error) => e.message);
     t.match(reply, /^HTTP\/1\.1 200/, 'and a new HTTP client right after it');
-    if (!reply.startsWith('HTTP/1.1 200')) t.comment(JSON.stringify([...mux.logs.filter((l) => l.msg !== 'connection').slice(-10), ...mux.logs.filter((l) => l.msg === 'connection').slice(-3)]));
+    if (!reply.startsWith('HTTP/1.1 200')) {
+      // The flood came from 127.0.1.x, the new clients from 127.0.0.1: their lines, once the HTTP client's (served or refused) is logged.
+      const newClient = (l: { msg: string; client?: unknown }): boolean => l.msg === 'connection' && String(l.client).startsWith('127.0.0.1:');
+      await mux.waitForLog((l) => newClient(l) && (l.protocol === 'http' || l.termination === 'maxconn'), 3000).catch(() => null);
+      t.comment(JSON.stringify([...mux.logs.filter((l) => l.msg !== 'connection').slice(-10), ...mux.logs.filter(newClient)]));
+      t.comment(`sniffmux: exit ${mux.child.exitCode} signal ${mux.child.signalCode}; ${mux.other().slice(-2000)}`);
+    }
     const flips = mux.count((l) => l.msg.startsWith('memory is tight'));
     t.comment(`memory went tight ${flips} time(s) during the flood and its drain`);
     const peak = rss.stop();
