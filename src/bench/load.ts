@@ -29,9 +29,16 @@ import {
 
 const HOST = '127.0.0.1';
 
-function connect(port: number): net.Socket {
-  return net.connect({ host: HOST, port, noDelay: true });
+function connect(port: number, localAddress?: string): net.Socket {
+  return net.connect({ host: HOST, port, noDelay: true, localAddress });
 }
+
+/**
+ * Client addresses of the many-address scenarios: real clients come from
+ * many, and a proxy may treat the arrivals of several addresses otherwise
+ * than one's (sniffmux's fair start does). All of 127.0.0.0/8 is loopback.
+ */
+export const CLIENT_ADDRESSES = Array.from({ length: 16 }, (_, i) => `127.0.0.${i + 1}`);
 
 // ---- bulk throughput ---------------------------------------------------------
 
@@ -143,10 +150,14 @@ function receiveStream(port: number, durationMs: number): Promise<StreamResult> 
 /** One short-lived connection: resolves true when the expected answer arrived and the server closed. */
 export type Exchange = (port: number, done: (ok: boolean) => void) => void;
 
-/** Sends `request`, expects exactly `response` (or, with `expectNulEnd`, anything ending in NUL) then the server's close. */
-function oneShot(request: Buffer, response: Buffer | 'ends-with-nul'): Exchange {
+/**
+ * Sends `request`, expects exactly `response` (or, with `expectNulEnd`, anything ending in NUL) then the server's close;
+ * from each of `from` in turn when given.
+ */
+function oneShot(request: Buffer, response: Buffer | 'ends-with-nul', from: readonly string[] = []): Exchange {
+  let next = 0;
   return (port, done) => {
-    const socket = connect(port);
+    const socket = connect(port, from.length > 0 ? from[next++ % from.length] : undefined);
     let received = 0;
     let last = -1;
     let finished = false;
@@ -171,6 +182,7 @@ function oneShot(request: Buffer, response: Buffer | 'ends-with-nul'): Exchange 
 export const httpClose: Exchange = oneShot(HTTP_CLOSE_REQUEST, HTTP_CLOSE_RESPONSE);
 export const tlsHello: Exchange = oneShot(CLIENT_HELLO, TLS_REPLY);
 export const rawReply: Exchange = oneShot(RAW_REQUEST, RAW_RESPONSE);
+export const rawReplyFromMany: Exchange = oneShot(RAW_REQUEST, RAW_RESPONSE, CLIENT_ADDRESSES);
 /** The policy answer comes from the proxy itself (sniffmux) or from the backend (peers): any document ending in NUL. */
 export const policyRequest: Exchange = oneShot(POLICY_REQUEST, 'ends-with-nul');
 

@@ -2,7 +2,7 @@
  * The scenarios: what is measured, and how each figure reads. A scenario run
  * gets one freshly started target and returns its figures by metric key.
  */
-import { bulk, churn, hold, httpClose, pingPong, policyRequest, rawReply, tlsHello, websocket, type Exchange } from './load.js';
+import { bulk, churn, CLIENT_ADDRESSES, hold, httpClose, pingPong, policyRequest, rawReply, rawReplyFromMany, tlsHello, websocket, type Exchange } from './load.js';
 import { childrenOf, cpuMsOf, rssOf, sleep } from './process.js';
 
 /** A proxy process and its direct children (cluster workers, when there are some), summed. */
@@ -128,6 +128,7 @@ export const SCENARIOS: readonly Scenario[] = [
   churnScenario('conn-http', 'new connections/s: HTTP request, Connection: close', [{ name: 'http', exchange: httpClose }], 'conn/s'),
   churnScenario('conn-tls', 'new connections/s: TLS ClientHello (curl), passed through', [{ name: 'tls', exchange: tlsHello }], 'conn/s'),
   churnScenario('conn-raw', 'new connections/s: raw bytes', [{ name: 'raw', exchange: rawReply }], 'conn/s'),
+  churnScenario('conn-many', `new connections/s: raw bytes, clients from ${CLIENT_ADDRESSES.length} addresses`, [{ name: 'raw', exchange: rawReplyFromMany }], 'conn/s'),
   churnScenario('conn-policy', 'new connections/s: Flash policy requests', [{ name: 'policy', exchange: policyRequest }], 'conn/s'),
   {
     name: 'latency',
