@@ -40,15 +40,25 @@ const YIELD_TURNS = 1;
 /** How long after two addresses arrived one after the other the turns are still yielded. */
 const MIXED_MS = 200;
 
+/**
+ * A connection waiting its turn: a net.Socket (its errors ignored meanwhile,
+ * dropped if it fails), or none for a client the native thread holds, its
+ * first bytes told already, which needs no watching from here.
+ */
+interface Waiting<T> {
+  socket: net.Socket | null;
+  item: T;
+}
+
 export class FairStart<T> {
   /** Waiting connections by client address; the Map's order is the round-robin order. */
-  private readonly bySource = new Map<string, { socket: net.Socket; item: T }[]>();
+  private readonly bySource = new Map<string, Waiting<T>[]>();
   private waiting = 0;
   private scheduled = false;
   /** Turns still left to libuv for accepting after the last start. */
   private yieldTurns = 0;
 
-  constructor(private readonly start: (socket: net.Socket, item: T) => void) {}
+  constructor(private readonly start: (socket: net.Socket | null, item: T) => void) {}
 
   /** The address of the latest arrival, and until when arrivals count as coming from several addresses. */
   private lastSource = '';
@@ -61,7 +71,8 @@ export class FairStart<T> {
    */
   startsNow(source: string): boolean {
     const now = performance.now();
-    if (source !== this.lastSource) {
+    // No address (the client left before it was asked for one) is not another address.
+    if (source !== this.lastSource && source !== '') {
       if (this.lastSource !== '') this.mixedUntil = now + MIXED_MS;
       this.lastSource = source;
     }
@@ -73,7 +84,7 @@ export class FairStart<T> {
     return this.waiting;
   }
 
-  push(source: string, socket: net.Socket, item: T): void {
+  push(source: string, socket: net.Socket | null, item: T): void {
     let queue = this.bySource.get(source);
     if (!queue) {
       queue = [];
@@ -81,7 +92,7 @@ export class FairStart<T> {
     }
     queue.push({ socket, item });
     this.waiting++;
-    socket.on('error', ignoreError);
+    socket?.on('error', ignoreError);
     this.schedule();
   }
 
@@ -89,7 +100,7 @@ export class FairStart<T> {
   flush(): void {
     while (this.waiting > 0) {
       const next = this.take();
-      if (!next.socket.destroyed) this.start(next.socket, next.item);
+      if (!next.socket?.destroyed) this.start(next.socket, next.item);
     }
   }
 
@@ -100,13 +111,13 @@ export class FairStart<T> {
   }
 
   /** The first waiting connection of the address whose turn it is; that address goes to the back of the round. */
-  private take(): { socket: net.Socket; item: T } {
-    const [source, queue] = this.bySource.entries().next().value as [string, { socket: net.Socket; item: T }[]];
+  private take(): Waiting<T> {
+    const [source, queue] = this.bySource.entries().next().value as [string, Waiting<T>[]];
     const next = queue.shift()!;
     this.waiting--;
     this.bySource.delete(source);
     if (queue.length > 0) this.bySource.set(source, queue);
-    next.socket.removeListener('error', ignoreError);
+    next.socket?.removeListener('error', ignoreError);
     return next;
   }
 
@@ -122,8 +133,8 @@ export class FairStart<T> {
     }
     let next = this.take();
     // Clients that left while waiting are dropped without costing a turn.
-    while (next.socket.destroyed && this.waiting > 0) next = this.take();
-    if (next.socket.destroyed) return;
+    while (next.socket?.destroyed && this.waiting > 0) next = this.take();
+    if (next.socket?.destroyed) return;
     this.start(next.socket, next.item);
     // The next turns are libuv's to accept in; if nothing arrives meanwhile, the next arrival starts at once.
     this.yieldTurns = YIELD_TURNS;
