@@ -11,7 +11,7 @@ import { parseCommandLine } from './args.js';
 
 export const BENCH_USAGE = `usage: sniffmux bench [--scenario NAME...] [--duration 5s] [--connections 50] [--hold 2000]
                       [--repeat 1] [--in-process] [--json FILE]
-scenarios: bulk-c2s-1 bulk-c2s-4 bulk-s2c-1 bulk-s2c-4 conn-http conn-tls conn-raw conn-policy
+scenarios: bulk-c2s-1 bulk-c2s-4 bulk-s2c-1 bulk-s2c-4 conn-http conn-tls conn-raw conn-many conn-policy
            latency mixed memory (a prefix such as bulk or conn selects a group)`;
 
 function integerOption(text: string | undefined, name: string, fallback: number, min: number, max: number): number {
