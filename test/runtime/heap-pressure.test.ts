@@ -55,7 +55,7 @@ t.test('a collection in the middle of a drain does not make the rest of the drai
   const p = new HeapPressure();
   p.update(FULL, LIMIT, 4140);
   t.equal(p.update(FULL, LIMIT, 2091), 'eased', 'eased with the heap still full: the flood drains');
-  // Seen in CI (resources.test.ts): a collection took the heap below the mark, the garbage of the closing connections took it over again.
+  // Seen under load in test/hostile/resources.test.ts: a collection took the heap below the mark, the garbage of the closing connections took it over again.
   t.equal(p.update(LIGHT, LIMIT, 1500), null);
   t.equal(p.update(FULL, LIMIT, 858), null, 'fewer open than when it eased: still accepting');
   t.equal(p.update(FULL, LIMIT, 859), null, 'and a new client arriving meanwhile is taken');
