@@ -1,4 +1,5 @@
 import net from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import t from 'tap';
 import { httpPeer, RawClient, get } from '../helpers/http.js';
 import { startMux, type RunningMux } from '../helpers/mux.js';
@@ -142,6 +143,31 @@ for (const accept of MODES) {
     for (const c of clients) c.socket.end();
     const lines = await mux.waitForConnections(COUNT);
     t.equal(new Set(lines.map((l) => l.client)).size, COUNT, 'one line per client');
+  });
+
+  t.test(`${accept} accept: clients from several addresses take their turns; past the frontend's maxconn one waits unanswered until a slot frees`, async (t) => {
+    const raw = await echoBackend(t, 'raw');
+    const mux = await startAccepting(t, accept, tcpConfig(raw.address, '127.0.0.1:0', { maxconn: 2 }));
+    // A second address makes arrivals take their turns (fair start): the thread's clients wait as they are, then start.
+    const from = async (localAddress: string, tag: string): Promise<RawClient> => {
+      const socket = net.connect({ port: mux.port('fe'), host: '127.0.0.1', localAddress, allowHalfOpen: true }, () => socket.write(`\x00${tag}`));
+      const client = await RawClient.connect(mux.port('fe'), socket);
+      t.teardown(() => client.close());
+      return client;
+    };
+    const a = await from('127.0.0.1', 'a');
+    await a.until((r) => r.toString('latin1') === 'raw\n\x00a');
+    const b = await from('127.0.0.2', 'b');
+    await b.until((r) => r.toString('latin1') === 'raw\n\x00b');
+    t.pass('a client from a second address is spliced');
+    const c = await from('127.0.0.3', 'c');
+    // Nothing to await for "not answered": a client that was served is echoed within milliseconds.
+    await delay(300);
+    t.equal(c.pending.toString('latin1'), '', 'the third gets no answer while two are open');
+    t.equal(mux.instance.activeConnections, 2, 'the open connections are at the limit');
+    a.socket.destroy();
+    await c.until((r) => r.toString('latin1') === 'raw\n\x00c');
+    t.pass('once one closes, the third is spliced with its bytes');
   });
 
   t.test(`${accept} accept: an IPv6 listener logs the client's IPv6 address`, async (t) => {
