@@ -340,11 +340,14 @@ export class Instance implements FastHost<BoundListener> {
   private nativeArrive(client: AcceptedClient, listener: BoundListener): void {
     const frontend = this.fastFrontend(listener);
     const source = unmapIPv4(client.address);
-    // Its turn comes round-robin, as a net.Socket's would (fair-start.ts), but it waits as it is: the thread holds it, its first bytes told. Made a net.Socket to wait, it went Node's way, at twice the CPU, and while clients come from several addresses every one waits.
-    if (frontend && client.first !== null && !this.waitingFull() && !this.starting.startsNow(source)) {
-      return this.starting.push(source, null, new WaitingClient(client, listener, source));
+    if (frontend && !this.waitingFull()) {
+      if (this.starting.startsNow(source)) {
+        if (this.admitsFast(frontend, source)) return this.startFast(client, frontend, listener, source);
+      } else if (client.first !== null) {
+        // Its turn comes round-robin, as a net.Socket's would (fair-start.ts), but it waits as it is: the thread holds it, its first bytes told. Made a net.Socket to wait, it went Node's way, at twice the CPU, and while clients come from several addresses every one waits.
+        return this.starting.push(source, null, new WaitingClient(client, listener, source));
+      }
     }
-    if (frontend && this.startsFast(frontend, source)) return this.startFast(client, frontend, listener, source);
     client.job.release();
     this.arrive(descriptorSocket(client.fd), listener);
   }
@@ -353,7 +356,7 @@ export class Instance implements FastHost<BoundListener> {
   private startWaiting(waiting: WaitingClient): void {
     const { client, listener, source } = waiting;
     const frontend = this.fastFrontend(listener);
-    if (frontend && !frontend.full && !this.memoryTight() && this.counters.sniffBudget.admit(source)) {
+    if (frontend && this.admitsFast(frontend, source)) {
       // Its wait counts towards the inspect delay and the timings, as the hold in the thread does.
       return this.startFast({ ...client, ageMs: client.ageMs + performance.now() - waiting.since }, frontend, listener, source);
     }
@@ -374,8 +377,12 @@ export class Instance implements FastHost<BoundListener> {
 
   /** May a new client from source start at once, the fast way (nothing held, nothing refused)? Admitted to the sniff budget if so. */
   private startsFast(frontend: FrontendRuntime, source: string): boolean {
-    if (this.waitingFull() || !this.starting.startsNow(source) || frontend.full || this.memoryTight()) return false;
-    return this.counters.sniffBudget.admit(source);
+    return !this.waitingFull() && this.starting.startsNow(source) && this.admitsFast(frontend, source);
+  }
+
+  /** Starting now, may it go the fast way: its frontend below maxconn, memory not tight, and the sniff budget admits its address? */
+  private admitsFast(frontend: FrontendRuntime, source: string): boolean {
+    return !frontend.full && !this.memoryTight() && this.counters.sniffBudget.admit(source);
   }
 
   /** A FastConnection hands over (FastHost): the handle becomes a net.Socket, counted and served as any other from here. */
